@@ -1,0 +1,36 @@
+"""vidrestore: restore real video by learning from the footage itself.
+
+The Python API the `vidrestore` command is a thin shell over::
+
+    import vidrestore
+    info = vidrestore.probe("clip.mp4")
+    for frame in vidrestore.read_frames("clip.mp4"):
+        ...                                   # frame.rgb: float32 (H, W, 3) in [0, 1]
+    vidrestore.restore("clip.mp4", "out.mkv")  # faithful, resumable re-encode
+"""
+
+from .errors import VidrestoreError
+from .io import CODECS, EncodeSettings, Frame, VideoInfo, VideoReader, describe, open_video, probe, read_frames
+from .pipeline import RestoreResult, Stage, Window, create_stage, list_stages, register_stage, restore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CODECS",
+    "EncodeSettings",
+    "Frame",
+    "RestoreResult",
+    "Stage",
+    "VideoInfo",
+    "VideoReader",
+    "VidrestoreError",
+    "Window",
+    "create_stage",
+    "describe",
+    "list_stages",
+    "open_video",
+    "probe",
+    "read_frames",
+    "register_stage",
+    "restore",
+]

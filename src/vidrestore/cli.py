@@ -1,0 +1,162 @@
+"""The `vidrestore` command: argument parsing only; every subcommand calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import VidrestoreError
+
+log = logging.getLogger("vidrestore")
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def _command(name: str):
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+def _fraction(text: str) -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a frame rate: {text!r} (use e.g. 25 or 30000/1001)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("frame rate must be positive")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    from .io.encode import CODECS
+
+    p.add_argument("-o", "--output", required=True, type=Path, help="output video file, or a folder for a PNG sequence")
+    p.add_argument("--codec", default="h264", help=f"output codec: {', '.join(CODECS)} (default h264)")
+    p.add_argument("--crf", type=int, help="quality for h264/hevc/av1 (lower is better; defaults 18/20/30)")
+    p.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow; av1: 0-13)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--work-dir", type=Path, help="where resumable work is kept (default ~/.cache/vidrestore)")
+    p.add_argument("--segment-frames", type=int, default=240, help="frames per resumable segment (default 240)")
+    p.add_argument("--drop-subtitles", action="store_true", help="leave out subtitle tracks the output container cannot hold")
+    p.add_argument("--fps", type=_fraction, help="frame rate of an image-folder input (default 25)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidrestore",
+        description="Restore real video by learning from the footage itself.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  vidrestore probe clip.mp4\n"
+        "  vidrestore restore clip.mp4 -o clip_out.mkv\n"
+        "run `vidrestore COMMAND --help` for each command's options and an example.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "probe",
+        help="show streams, size, frame rate, frame count, colour and rotation of a video",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  vidrestore probe clip.mp4\n  vidrestore probe frames/ --json",
+    )
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--fps", type=_fraction, help="frame rate of an image-folder input (default 25)")
+    _common(p)
+
+    p = sub.add_parser(
+        "restore",
+        help="run a list of stages over a video (no stages: a faithful re-encode)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  vidrestore restore clip.mp4 -o copy.mkv                  # faithful re-encode, audio and subtitles kept\n"
+        "  vidrestore restore clip.mp4 -o lossless.mkv --codec ffv1\n"
+        "  vidrestore restore clip.mp4 -o frames/                   # PNG sequence\n"
+        "  vidrestore restore clip.mp4 -o out.mp4 -s unsharp:amount=0.8\n"
+        "interrupted runs resume when the same command is run again.",
+    )
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("-s", "--stage", action="append", default=[], metavar="NAME[:K=V,...]",
+                   help="a stage to apply (repeatable, applied in order); --list-stages shows them")
+    p.add_argument("--list-stages", action="store_true", help="list the available stages and exit")
+    _output_options(p)
+    _common(p)
+    return parser
+
+
+@_command("probe")
+def _probe(args: argparse.Namespace) -> int:
+    from .io.probe import describe, probe
+
+    info = probe(args.input, args.fps)
+    print(info.to_json() if args.json else describe(info))
+    return 0
+
+
+def _encode_settings(args: argparse.Namespace):
+    from .io.encode import EncodeSettings
+
+    settings = EncodeSettings(args.codec, args.crf, args.preset)
+    settings.spec()
+    return settings
+
+
+def _report(result) -> None:
+    reused = f"; {result.segments_reused} of {result.segments} segments reused from an interrupted run" if result.segments_reused else ""
+    print(f"wrote {result.output}: {result.frames} frames, {result.plan}, {result.seconds:.1f} s{reused}")
+    for note in result.notes:
+        log.warning("note: %s", note)
+
+
+@_command("restore")
+def _restore(args: argparse.Namespace) -> int:
+    from .pipeline import create_stage, list_stages, restore
+
+    if args.list_stages:
+        print("\n".join(list_stages()) or "(no stages registered)")
+        return 0
+    stages = [create_stage(spec) for spec in args.stage]
+    result = restore(
+        args.input, args.output, stages, _encode_settings(args),
+        overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+        progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+    )
+    _report(result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, run, and turn every expected failure into one line on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(format="vidrestore: %(message)s", level=logging.WARNING if args.quiet else logging.INFO)
+    try:
+        return COMMANDS[args.command](args)
+    except VidrestoreError as err:
+        if args.debug:
+            raise
+        print(f"vidrestore: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vidrestore: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - one line for the user, traceback with --debug
+        if args.debug:
+            raise
+        print(f"vidrestore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,29 @@
+"""The one exception type the CLI turns into a single clear line (no traceback)."""
+
+from __future__ import annotations
+
+import os
+
+
+class VidrestoreError(Exception):
+    """A problem the user can act on: bad input, unwritable output, impossible option.
+
+    Args:
+        message: what is wrong, in words a user understands.
+        path: the file or folder concerned; the CLI prints it first.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = os.fspath(path) if path is not None else None
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def with_path(err: VidrestoreError, path: str | os.PathLike) -> VidrestoreError:
+    """The same error naming `path` when it did not name a file yet."""
+    if err.path is None:
+        err.path = os.fspath(path)
+    return err

@@ -1,0 +1,7 @@
+"""Video in and out: probing, streaming decode to float RGB, encoding, muxing, resumable segments."""
+
+from .encode import CODECS, EncodeSettings
+from .probe import VideoInfo, describe, probe
+from .reader import Frame, VideoReader, open_video, read_frames
+
+__all__ = ["CODECS", "EncodeSettings", "Frame", "VideoInfo", "VideoReader", "describe", "open_video", "probe", "read_frames"]

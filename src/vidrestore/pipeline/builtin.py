@@ -1,0 +1,1 @@
+"""The stages vidrestore ships, registered by importing their modules (an explicit list, no scan)."""

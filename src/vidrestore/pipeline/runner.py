@@ -1,0 +1,298 @@
+"""The one place where stages run over a video: analysis passes, segments, resume, final mux."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from ..errors import VidrestoreError
+from ..io.encode import EncodeSettings, OutputPlan, SegmentEncoder, plan_output
+from ..io.images import write_image
+from ..io.mux import TrackPlan, container_format, mux_output, plan_tracks
+from ..io.paths import check_output, config_key, content_hash
+from ..io.probe import VideoInfo, probe
+from ..io.reader import Frame, VideoReader
+from ..io.segments import Job, SegmentRecord
+from .prefetch import prefetch
+from .progress import progress_bar
+from .stage import Stage, apply_stages
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_FRAMES = 240
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_FORMAT_VERSION = 1  # bump when the meaning of a job's files changes
+
+
+def default_work_dir() -> Path:
+    """$VIDRESTORE_WORK_DIR, else $XDG_CACHE_HOME/vidrestore, else ~/.cache/vidrestore."""
+    if os.environ.get("VIDRESTORE_WORK_DIR"):
+        return Path(os.environ["VIDRESTORE_WORK_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vidrestore"
+
+
+@dataclass
+class RestoreResult:
+    """What a run did: output path, frames written, segments rendered now vs reused from a killed run."""
+
+    output: Path
+    frames: int
+    segments: int
+    segments_reused: int
+    seconds: float
+    plan: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_png_output(output: Path, codec: str) -> bool:
+    return codec == "png" or output.suffix == "" or output.is_dir()
+
+
+def _disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and getattr(err, "errno", None) in _DISK_FULL
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Lock:
+    """An exclusive lock on a job directory, so two runs never write the same output."""
+
+    def __init__(self, path: Path):
+        self.fh = open(path / ".lock", "w")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise VidrestoreError("another vidrestore run is writing this output right now") from None
+
+    def release(self) -> None:
+        self.fh.close()
+
+
+def run_analyses(
+    stages: Sequence[Stage], reader: VideoReader, in_hash: str, work_root: Path, show_progress: bool
+) -> None:
+    """Run (or load from cache) the analysis pass of every two-pass stage, in order.
+
+    Stage k's analysis sees the output of stages 0..k-1; its result is cached under a key of the
+    input's content and the configuration of stages 0..k.
+    """
+    configs = [{"name": s.name, **s.config()} for s in stages]
+    for k, stage in enumerate(stages):
+        if not stage.two_pass:
+            continue
+        cache = work_root / "cache" / f"{stage.name}-{config_key(_FORMAT_VERSION, in_hash, configs[: k + 1])}"
+        if not (cache / ".complete").exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            bar = progress_bar(reader.info.frame_count, f"analyse ({stage.name})", show_progress)
+
+            def counted(frames: Iterator[Frame]) -> Iterator[Frame]:
+                for f in frames:
+                    yield f
+                    bar.update(1)
+
+            try:
+                stage.analyze(counted(apply_stages(stages[:k], prefetch(reader.frames()))), reader.info, cache)
+            finally:
+                bar.close()
+            (cache / ".complete").touch()
+        stage.load(cache)
+
+
+class _PngSegments:
+    """PNG-sequence output: frames written straight into a hidden folder beside the output."""
+
+    def __init__(self, output: Path, depth: int):
+        self.tmp = output.with_name(f".{output.name}.vidrestore-partial")
+        self.depth = depth
+
+    def reset(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+
+    def write(self, frame: Frame) -> None:
+        write_image(self.tmp / f"{frame.index:06d}.png", frame.rgb, self.depth)
+
+    def finish(self, output: Path) -> None:
+        if output.exists():
+            old = output.with_name(f".{output.name}.vidrestore-old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(output, old)
+            os.replace(self.tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, output)
+
+
+def restore(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    stages: Sequence[Stage] = (),
+    encode: EncodeSettings = EncodeSettings(),
+    *,
+    overwrite: bool = False,
+    work_dir: str | os.PathLike | None = None,
+    segment_frames: int = DEFAULT_SEGMENT_FRAMES,
+    progress: bool = True,
+    drop_subtitles: bool = False,
+    image_fps: Fraction | None = None,
+) -> RestoreResult:
+    """Run `stages` over every frame of `input` and write `output`, resumably.
+
+    With no stages this is a faithful re-encode: same frame count, per-frame timestamps, colour
+    tags, rotation and bit depth; audio and subtitles copied. Work is done in segments of
+    `segment_frames` frames recorded in a work directory; running the same call again after an
+    interruption (even SIGKILL) continues after the last finished segment. The output appears
+    only when complete (written beside it under a hidden name, then renamed); the input is never
+    overwritten, and an existing output only with `overwrite=True`.
+
+    Args:
+        input: video file or image folder.
+        output: video file (container from the extension) or a folder for a PNG sequence.
+        stages: stages to apply in order (see `vidrestore.pipeline.create_stage`).
+        encode: output codec, CRF and preset.
+        overwrite: replace an existing output.
+        work_dir: where segments and analyses live (default: see `default_work_dir`).
+        segment_frames: frames per resumable segment.
+        progress: show a progress bar on a terminal.
+        drop_subtitles: leave subtitle tracks out instead of failing when the container cannot hold them.
+        image_fps: frame rate of an image-folder input (default 25).
+    """
+    t0 = time.perf_counter()
+    inp, out = Path(input), Path(output)
+    info = probe(inp, image_fps)
+    png = _is_png_output(out, encode.codec)
+    if png:
+        encode = EncodeSettings("png")
+    else:
+        container_format(out)
+    check_output(inp, out, overwrite)
+    plan = plan_output(info, encode)
+    notes: list[str] = []
+    tracks: list[TrackPlan] = []
+    if png:
+        if info.tracks:
+            notes.append(f"a PNG sequence holds video only: {len(info.tracks)} other track(s) not written")
+    else:
+        tracks = plan_tracks(info, out, drop_subtitles)
+        notes += [t.note for t in tracks if t.note]
+    work_root = Path(work_dir) if work_dir is not None else default_work_dir()
+    in_hash = content_hash(inp)
+    configs = [{"name": s.name, **s.config()} for s in stages]
+    key = config_key(_FORMAT_VERSION, in_hash, str(out.absolute()), configs, plan.codec, plan.options,
+                     plan.layout.name, segment_frames, [t.action for t in tracks])
+    try:
+        job = Job(work_root, key, {"input": str(inp.absolute()), "output": str(out.absolute()), "stages": configs}, segment_frames)
+        lock = _Lock(job.dir)
+    except OSError as err:
+        raise VidrestoreError(f"cannot use work directory ({err.strerror or err})", work_root) from None
+    try:
+        reader = VideoReader(inp, info)
+        reused = job.segments_done
+        run_analyses(stages, reader, in_hash, work_root, progress)
+        pngs = _PngSegments(out, plan.layout.depth) if png else None
+        if not job.complete:
+            _render(job, reader, stages, plan, pngs, progress)
+        if pngs is not None:
+            pngs.finish(out)
+        else:
+            segments = [(job.segment_path(r.index), r.packet_pts) for r in job.records()]
+            mux_output(segments, info, plan.time_base, out, tracks)
+        frames = int(job.manifest["frames"])
+        total_segments = job.segments_done
+        lock.release()
+        job.remove()
+    except VidrestoreError:
+        lock.release()
+        raise
+    except BaseException as err:
+        lock.release()
+        if _disk_full(err):
+            raise VidrestoreError(
+                f"disk full while writing ({os.strerror(err.errno)}); nothing that existed was changed; "
+                f"finished segments are kept in {job.dir} and the same command resumes after space is freed",
+                out,
+            ) from None
+        if isinstance(err, av.FFmpegError):
+            raise VidrestoreError(f"writing failed ({err})", out) from None
+        raise
+    return RestoreResult(out, frames, total_segments, reused, time.perf_counter() - t0, plan.describe(), notes)
+
+
+def _render(job: Job, reader: VideoReader, stages: Sequence[Stage], plan: OutputPlan,
+            pngs: _PngSegments | None, show_progress: bool) -> None:
+    """Encode every segment not yet committed, continuing from the first missing one."""
+    n = job.segment_frames
+    first_seg = job.segments_done
+    start = first_seg * n
+    reach = sum(s.radius for s in stages)
+    if pngs is not None and first_seg == 0:
+        pngs.reset()
+    frames = apply_stages(stages, prefetch(reader.frames(max(0, start - reach))))
+    bar = progress_bar(reader.info.frame_count, "restore", show_progress, initial=start)
+    enc: SegmentEncoder | None = None
+    seg_pts: list[int] = []
+    seg_index = first_seg
+    t_start, done_now = time.perf_counter(), 0
+
+    def commit() -> None:
+        nonlocal enc, seg_pts, seg_index
+        packets: list[int] = []
+        if enc is not None:
+            packets = enc.close()
+            _fsync(job.segment_path(seg_index))
+            enc = None
+        job.commit(SegmentRecord(seg_index, seg_index * n, len(seg_pts), seg_pts, packets))
+        if bar.disable:
+            rate = done_now / max(time.perf_counter() - t_start, 1e-9)
+            total = reader.info.frame_count
+            eta = f", ETA {int((total - (seg_index * n + len(seg_pts))) / rate)} s" if rate > 0 and total else ""
+            log.info("segment %d done: %d/%s frames, %.1f fps%s", seg_index, seg_index * n + len(seg_pts), total, rate, eta)
+        seg_pts = []
+        seg_index += 1
+
+    try:
+        for f in frames:
+            if f.index < start:
+                continue
+            if pngs is not None:
+                pngs.write(f)
+            else:
+                if enc is None:
+                    enc = SegmentEncoder(job.segment_path(seg_index), plan)
+                enc.write(f.rgb, f.pts)
+            seg_pts.append(f.pts)
+            done_now += 1
+            bar.update(1)
+            if len(seg_pts) == n:
+                commit()
+        if seg_pts:
+            commit()
+        records = job.records()
+        total = records[-1].first + records[-1].count if records else 0
+        if total == 0:
+            raise VidrestoreError("no frames to write", reader.path)
+        job.finish(total)
+    except BaseException:
+        if enc is not None:
+            enc.abort()
+        raise
+    finally:
+        bar.close()
