@@ -210,6 +210,22 @@ def _is_vfr(pts: np.ndarray) -> bool:
     return bool(np.any(np.abs(d - med) > max(1.0, 0.005 * med)))
 
 
+def _declared_duration(c: av.container.InputContainer, vs: av.video.stream.VideoStream) -> float | None:
+    """How long the container says the video stream lasts (seconds), if it says."""
+    if vs.duration:
+        return float(vs.duration * vs.time_base)
+    tag = (vs.metadata or {}).get("DURATION")
+    if tag:
+        try:
+            h, m, s = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(s)
+        except ValueError:
+            return None
+    if len(c.streams) == 1 and c.duration:
+        return c.duration / 1e6
+    return None
+
+
 def probe(path: str | os.PathLike, image_fps: Fraction | None = None) -> VideoInfo:
     """Describe a video file or an image-sequence folder.
 
@@ -261,6 +277,15 @@ def probe(path: str | os.PathLike, image_fps: Fraction | None = None) -> VideoIn
             d = np.diff(np.sort(arr))
             last_dur = int(np.median(d)) if d.size else (int(round(1 / (fps * tb))) if fps else 0)
             duration = float((arr.max() - arr.min() + last_dur) * tb)
+        declared = _declared_duration(c, vs)
+        if declared is not None and duration is not None:
+            frame_dur = float(1 / fps) if fps else duration / max(1, len(pts))
+            if duration < declared - max(3 * frame_dur, 0.1):
+                raise VidrestoreError(
+                    f"truncated or corrupt: the container declares {declared:.2f} s of video but its frames stop "
+                    f"at {duration:.2f} s (decoding would end after frame {len(pts)})",
+                    p,
+                )
         fmt_name = first.format.name
         layout = layout_of(native_format(fmt_name))
         colour = ColourTags(

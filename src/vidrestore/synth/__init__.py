@@ -1,0 +1,1 @@
+"""Synthetic clips and degradations for tests, benchmarks and self-supervision."""
