@@ -38,7 +38,7 @@ CODECS: dict[str, CodecSpec] = {
     "h264": CodecSpec("libx264", 18, "medium"),
     "hevc": CodecSpec("libx265", 20, "medium", {"x265-params": "log-level=error"}),
     "av1": CodecSpec("libsvtav1", 30, "8"),
-    "ffv1": CodecSpec("ffv1", None, None, {"level": "3", "g": "1", "slicecrc": "1", "slices": "4"}, lossless=True),
+    "ffv1": CodecSpec("ffv1", None, None, {"level": "3", "g": "1", "slicecrc": "1"}, lossless=True),
     "png": CodecSpec("png", None, None, lossless=True),
 }
 # SVT-AV1 prints its banner to stderr unless told otherwise (1 = errors only).

@@ -24,26 +24,25 @@ from ..errors import VidrestoreError
 from .probe import VideoInfo, open_container
 
 # Output file extension -> FFmpeg muxer.
+# AVI and MPEG-TS are read but not written: AVI cannot store per-frame timestamps (VFR) and
+# MPEG-TS shifts the start time and cannot carry text subtitles.
 CONTAINERS = {
     ".mp4": "mp4",
     ".m4v": "mp4",
     ".mov": "mov",
     ".mkv": "matroska",
     ".webm": "webm",
-    ".avi": "avi",
-    ".nut": "nut",
-    ".ts": "mpegts",
 }
 # Audio codec used when the output container cannot hold the input's: (encoder, sample rate or None).
 AUDIO_FALLBACK = {
     "mp4": ("aac", None),
     "mov": ("aac", None),
-    "mpegts": ("aac", None),
     "webm": ("libopus", 48000),
-    "avi": ("libmp3lame", None),
     "matroska": ("flac", None),
-    "nut": ("flac", None),
 }
+# Text subtitle codec each container takes when the input's cannot be copied.
+SUBTITLE_FALLBACK = {"mp4": "mov_text", "mov": "mov_text", "matroska": "subrip", "webm": "webvtt"}
+_TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text"}
 # Metadata keys that describe the old file rather than the content.
 _STALE_KEYS = {"duration", "encoder", "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc",
                "number_of_frames", "number_of_bytes", "bps"}
@@ -63,7 +62,7 @@ def container_format(path: Path) -> str:
 
 @dataclass(frozen=True)
 class TrackPlan:
-    """What happens to one input stream: "copy", "reencode" (audio only) or "drop"."""
+    """What happens to one input stream: "copy", "reencode" (audio), "convert" (text subtitles) or "drop"."""
 
     index: int
     type: str
@@ -73,10 +72,14 @@ class TrackPlan:
     note: str | None = None
 
 
-def _can_hold(fmt: str, stream: av.stream.Stream) -> bool:
+def _can_hold(fmt: str, stream: av.stream.Stream | None = None, codec: str | None = None) -> bool:
+    """Whether a `fmt` container accepts a copy of `stream`, or a new stream of encoder `codec`."""
     dummy = av.open(io.BytesIO(), "w", format=fmt)
     try:
-        dummy.add_stream_from_template(stream)
+        if stream is not None:
+            dummy.add_stream_from_template(stream)
+        else:
+            dummy.add_stream(codec)
         return True
     except (ValueError, av.FFmpegError):
         return False
@@ -96,13 +99,17 @@ def plan_tracks(info: VideoInfo, out_path: Path, drop_subtitles: bool = False) -
         for t in info.tracks:
             s = c.streams[t.index]
             if t.type == "subtitle" and drop_subtitles:
-                plans.append(TrackPlan(t.index, t.type, t.codec, "drop", note="dropped on request"))
+                plans.append(TrackPlan(t.index, t.type, t.codec, "drop", note=f"subtitle #{t.index} ({t.codec}) dropped on request"))
             elif _can_hold(fmt, s):
                 plans.append(TrackPlan(t.index, t.type, t.codec, "copy"))
             elif t.type == "audio":
                 target = AUDIO_FALLBACK.get(fmt, ("aac", None))[0]
                 plans.append(TrackPlan(t.index, t.type, t.codec, "reencode", target,
                                        f"audio #{t.index} re-encoded from {t.codec} to {target}: {fmt} cannot hold {t.codec}"))
+            elif t.type == "subtitle" and t.codec in _TEXT_SUBTITLES and _can_hold(fmt, codec=SUBTITLE_FALLBACK.get(fmt, "-")):
+                target = SUBTITLE_FALLBACK[fmt]
+                plans.append(TrackPlan(t.index, t.type, t.codec, "convert", target,
+                                       f"subtitle #{t.index} converted from {t.codec} to {target}: {fmt} cannot hold {t.codec}"))
             elif t.type == "subtitle":
                 raise VidrestoreError(
                     f"the {fmt} container cannot hold subtitle track #{t.index} ({t.codec}); "
@@ -152,6 +159,8 @@ def _copy_packets(src: av.container.InputContainer, mapping: dict[int, av.stream
     for pk in src.demux(*[src.streams[i] for i in mapping]):
         if pk.size == 0 or (pk.dts is None and pk.pts is None):
             continue
+        if src.streams[pk.stream_index].codec_context.name == "mov_text" and bytes(pk) == b"\x00\x00":
+            continue  # an empty cue filling a gap: the MP4 muxer writes its own
         pk.stream = mapping[pk.stream_index]
         yield pk
 
@@ -165,6 +174,22 @@ def _reencode_packets(src_stream: av.stream.Stream, out_stream: av.stream.Stream
     for rf in resampler.resample(None):
         yield from out_stream.encode(rf)
     yield from out_stream.encode(None)
+
+
+def _convert_subtitles(src_stream: av.stream.Stream, out_stream: av.stream.Stream) -> Iterator[av.Packet]:
+    """Decode text subtitles and encode them for another container, keeping every cue's timing."""
+    for pk in src_stream.container.demux(src_stream):
+        if pk.size == 0:
+            continue
+        subset = src_stream.codec_context.decode2(pk)
+        if subset is None:
+            continue
+        out = out_stream.codec_context.encode_subtitle(subset)
+        out.time_base = pk.time_base
+        out.pts = out.dts = pk.pts
+        out.duration = pk.duration
+        out.stream = out_stream
+        yield out
 
 
 def _time(pk: av.Packet) -> float:
@@ -199,7 +224,7 @@ def mux_output(
     sources: list[av.container.InputContainer] = []
     try:
         with av.open(str(segments[0][0])) as first:
-            ov = out.add_stream_from_template(first.streams.video[0])
+            ov = out.add_stream_from_template(first.streams.video[0], opaque=True)
         ov.time_base = time_base
         if info.rotation:
             ov.set_display_rotation(info.rotation)
@@ -228,6 +253,17 @@ def mux_output(
                     own = open_container(Path(info.path))
                     sources.append(own)
                     iters.append(_reencode_packets(own.streams[t.index], o, resampler))
+                elif t.action == "convert":
+                    own = open_container(Path(info.path))
+                    sources.append(own)
+                    s_own = own.streams[t.index]
+                    s_own.codec_context.open(strict=False)
+                    o = out.add_stream(t.target)
+                    o.codec_context.subtitle_header = s_own.codec_context.subtitle_header
+                    o.time_base = s.time_base
+                    o.metadata.update(_clean_metadata(s.metadata))
+                    o.disposition = s.disposition
+                    iters.append(_convert_subtitles(s_own, o))
             if copies:
                 iters.append(_copy_packets(src, copies))
             chapters = src.chapters()

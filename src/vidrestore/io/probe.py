@@ -190,7 +190,7 @@ def _track(s: av.stream.Stream) -> TrackInfo:
     info = TrackInfo(
         index=s.index,
         type=s.type,
-        codec=s.codec_context.name if s.codec_context else (s.codec.name if getattr(s, "codec", None) else "unknown"),
+        codec=s.codec_context.codec.canonical_name if s.codec_context else "unknown",
         language=md.get("language"),
         title=md.get("title") or md.get("filename"),
     )
@@ -299,7 +299,7 @@ def probe(path: str | os.PathLike, image_fps: Fraction | None = None) -> VideoIn
             kind="video",
             container=c.format.name,
             stream_index=vs.index,
-            codec=cc.name,
+            codec=cc.codec.canonical_name,
             profile=cc.profile,
             width=first.width,
             height=first.height,
