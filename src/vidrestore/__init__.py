@@ -10,7 +10,7 @@ The Python API the `vidrestore` command is a thin shell over::
 """
 
 from .errors import VidrestoreError
-from .io import CODECS, EncodeSettings, Frame, VideoInfo, VideoReader, describe, open_video, probe, read_frames
+from .io import CODECS, EncodeSettings, Frame, VideoInfo, VideoReader, describe, open_video, probe, read_frames, write_video
 from .pipeline import RestoreResult, Stage, Window, create_stage, list_stages, register_stage, restore
 
 __version__ = "0.1.0"
@@ -33,4 +33,5 @@ __all__ = [
     "read_frames",
     "register_stage",
     "restore",
+    "write_video",
 ]

@@ -1,0 +1,107 @@
+"""Flow estimators (OpenCV DIS and Farneback) behind one interface, built by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..errors import VidrestoreError
+
+
+def to_grey_u8(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB in [0, 1] (or grey) to 8-bit BT.601 luma, the input OpenCV's flow needs."""
+    if rgb.ndim == 3:
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+    else:
+        grey = rgb.astype(np.float32)
+    return cv2.convertScaleAbs(grey, alpha=255.0)
+
+
+@dataclass
+class FlowEstimator:
+    """Computes dense flow between two frames at a working scale, returned at full resolution.
+
+    Attributes:
+        name: registry name.
+        scale: working scale (0.5 computes flow at half size; the result is upsampled and its
+            vectors multiplied by 1/scale).
+        params: estimator settings (see each factory).
+    """
+
+    name: str
+    scale: float = 1.0
+    params: dict = field(default_factory=dict)
+    _fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """The estimator's input for a frame (grey 8-bit at the working scale); reuse it across pairs."""
+        grey = to_grey_u8(rgb)
+        if self.scale != 1.0:
+            h, w = grey.shape
+            grey = cv2.resize(grey, (max(8, round(w * self.scale)), max(8, round(h * self.scale))), interpolation=cv2.INTER_AREA)
+        return grey
+
+    def flow_prepared(self, a: np.ndarray, b: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Flow a -> b from prepared inputs, at working scale, or resized to `size` = (H, W) when given."""
+        flow = self._fn(a, b)
+        if size is not None and flow.shape[:2] != size:
+            sy, sx = size[0] / flow.shape[0], size[1] / flow.shape[1]
+            flow = cv2.resize(flow, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+            flow[..., 0] *= sx
+            flow[..., 1] *= sy
+        return flow
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Flow a -> b (H, W, 2) in full-resolution pixels, for float RGB frames a and b."""
+        return self.flow_prepared(self.prepare(a), self.prepare(b), a.shape[:2])
+
+    def config(self) -> dict:
+        return {"name": self.name, "scale": self.scale, **self.params}
+
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def _dis(scale: float = 1.0, preset: str = "medium") -> FlowEstimator:
+    """OpenCV DIS (Kroeger et al., ECCV 2016): fast and, at MEDIUM, accurate to ~0.2-0.5 px."""
+    if preset not in _DIS_PRESETS:
+        raise VidrestoreError(f"unknown DIS preset {preset!r}; choose one of {', '.join(_DIS_PRESETS)}")
+    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+
+    def fn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return dis.calc(a, b, None)
+
+    return FlowEstimator("dis", scale, {"preset": preset}, fn)
+
+
+def _farneback(scale: float = 1.0, levels: int = 5, winsize: int = 15, iterations: int = 3) -> FlowEstimator:
+    """OpenCV Farneback polynomial-expansion flow (Farneback, SCIA 2003): the classical reference."""
+
+    def fn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, levels, winsize, iterations, 5, 1.1, 0)
+
+    return FlowEstimator("farneback", scale, {"levels": levels, "winsize": winsize, "iterations": iterations}, fn)
+
+
+_FLOWS: dict[str, Callable[..., FlowEstimator]] = {"dis": _dis, "farneback": _farneback}
+
+
+def list_flows() -> list[str]:
+    return sorted(_FLOWS)
+
+
+def create_flow(name: str = "dis", **cfg) -> FlowEstimator:
+    """Build a flow estimator by name ("dis" default, "farneback") with its settings."""
+    if name not in _FLOWS:
+        raise VidrestoreError(f"unknown flow estimator {name!r}; choose one of {', '.join(_FLOWS)}")
+    try:
+        return _FLOWS[name](**cfg)
+    except TypeError as err:
+        raise VidrestoreError(f"bad settings for flow {name!r}: {err}") from None
