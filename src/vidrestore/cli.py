@@ -13,15 +13,13 @@ from .errors import VidrestoreError
 
 log = logging.getLogger("vidrestore")
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+# Each subcommand is one function that adds its parser and sets `handler`; listed in --help order.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-def _command(name: str):
-    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        COMMANDS[name] = fn
-        return fn
-
-    return deco
+def _subcommand(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
+    SUBCOMMANDS.append(fn)
+    return fn
 
 
 def _fraction(text: str) -> Fraction:
@@ -58,51 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vidrestore",
         description="Restore real video by learning from the footage itself.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-        "  vidrestore probe clip.mp4\n"
-        "  vidrestore restore clip.mp4 -o clip_out.mkv\n"
-        "run `vidrestore COMMAND --help` for each command's options and an example.",
+        epilog="run `vidrestore COMMAND --help` for each command's options and an example.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser(
-        "probe",
-        help="show streams, size, frame rate, frame count, colour and rotation of a video",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  vidrestore probe clip.mp4\n  vidrestore probe frames/ --json",
-    )
-    p.add_argument("input", type=Path, help="video file or folder of images")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--fps", type=_fraction, help="frame rate of an image-folder input (default 25)")
-    _common(p)
-
-    p = sub.add_parser(
-        "restore",
-        help="run a list of stages over a video (no stages: a faithful re-encode)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-        "  vidrestore restore clip.mp4 -o copy.mkv                  # faithful re-encode, audio and subtitles kept\n"
-        "  vidrestore restore clip.mp4 -o lossless.mkv --codec ffv1\n"
-        "  vidrestore restore clip.mp4 -o frames/                   # PNG sequence\n"
-        "  vidrestore restore clip.mp4 -o out.mp4 -s unsharp:amount=0.8\n"
-        "interrupted runs resume when the same command is run again.",
-    )
-    p.add_argument("input", type=Path, help="video file or folder of images")
-    p.add_argument("-s", "--stage", action="append", default=[], metavar="NAME[:K=V,...]",
-                   help="a stage to apply (repeatable, applied in order); --list-stages shows them")
-    p.add_argument("--list-stages", action="store_true", help="list the available stages and exit")
-    _output_options(p)
-    _common(p)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
-@_command("probe")
-def _probe(args: argparse.Namespace) -> int:
-    from .io.probe import describe, probe
-
-    info = probe(args.input, args.fps)
-    print(info.to_json() if args.json else describe(info))
-    return 0
+def _add(sub: argparse._SubParsersAction, name: str, help: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand parser whose --help ends with examples."""
+    return sub.add_parser(name, help=help, description=help, formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
 
 
 def _encode_settings(args: argparse.Namespace):
@@ -120,21 +85,67 @@ def _report(result) -> None:
         log.warning("note: %s", note)
 
 
-@_command("restore")
-def _restore(args: argparse.Namespace) -> int:
-    from .pipeline import create_stage, list_stages, restore
+@_subcommand
+def _probe_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "probe", "show streams, size, frame rate, frame count, colour and rotation of a video",
+             ["vidrestore probe clip.mp4", "vidrestore probe frames/ --json"])
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--fps", type=_fraction, help="frame rate of an image-folder input (default 25)")
+    _common(p)
 
-    if args.list_stages:
-        print("\n".join(list_stages()) or "(no stages registered)")
+    def run(args: argparse.Namespace) -> int:
+        from .io.probe import describe, probe
+
+        info = probe(args.input, args.fps)
+        print(info.to_json() if args.json else describe(info))
         return 0
-    stages = [create_stage(spec) for spec in args.stage]
-    result = restore(
-        args.input, args.output, stages, _encode_settings(args),
-        overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-        progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-    )
-    _report(result)
-    return 0
+
+    p.set_defaults(handler=run)
+
+
+@_subcommand
+def _restore_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "restore", "run a list of stages over a video (no stages: a faithful re-encode)", [
+        "vidrestore restore clip.mp4 -o copy.mkv                  # faithful re-encode, audio and subtitles kept",
+        "vidrestore restore clip.mp4 -o lossless.mkv --codec ffv1",
+        "vidrestore restore clip.mp4 -o frames/                   # PNG sequence",
+        "vidrestore restore clip.mp4 -o out.mp4 -s unsharp:amount=0.8",
+        "(an interrupted run resumes when the same command is run again)",
+    ])
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("-s", "--stage", action="append", default=[], metavar="NAME[:K=V,...]",
+                   help="a stage to apply (repeatable, applied in order); `vidrestore stages` lists them")
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .pipeline import create_stage, restore
+
+        stages = [create_stage(spec) for spec in args.stage]
+        result = restore(
+            args.input, args.output, stages, _encode_settings(args),
+            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+        )
+        _report(result)
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+@_subcommand
+def _stages_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "stages", "list the stages `restore -s` accepts", ["vidrestore stages"])
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .pipeline import list_stages
+
+        print("\n".join(list_stages()) or "(no stages registered yet)")
+        return 0
+
+    p.set_defaults(handler=run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(format="vidrestore: %(message)s", level=logging.WARNING if args.quiet else logging.INFO)
     try:
-        return COMMANDS[args.command](args)
+        return args.handler(args)
     except VidrestoreError as err:
         if args.debug:
             raise
