@@ -15,7 +15,7 @@ import pytest
 from vidrestore.synth.clips import ClipSpec, write_test_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("VIDRESTORE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(autouse=True, scope="session")
