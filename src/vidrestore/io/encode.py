@@ -130,7 +130,8 @@ def plan_output(info: VideoInfo, settings: EncodeSettings) -> OutputPlan:
         tags = ColourTags(range=1, primaries=info.colour.primaries, trc=info.colour.trc, matrix=AVCOL_BY_MATRIX["bt709"])
     elif layout.kind == "rgb":
         colour = Colour("rgb", True)
-        tags = ColourTags(range=2, primaries=info.colour.primaries, trc=info.colour.trc, matrix=0)
+        if src.kind != "rgb":
+            tags = ColourTags(range=2, primaries=info.colour.primaries, trc=info.colour.trc, matrix=0)
     else:
         colour = Colour(src_colour.matrix if src_colour.matrix != "rgb" else "bt709", src_colour.full_range if src.kind != "rgb" else True)
     options = dict(spec.options)

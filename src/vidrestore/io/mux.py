@@ -98,7 +98,11 @@ def plan_tracks(info: VideoInfo, out_path: Path, drop_subtitles: bool = False) -
     with open_container(Path(info.path)) as c:
         for t in info.tracks:
             s = c.streams[t.index]
-            if t.type == "subtitle" and drop_subtitles:
+            if t.type == "data" or (t.type == "attachment" and fmt != "matroska"):
+                # Timecode, telemetry and similar tracks have no codec FFmpeg can remux reliably
+                # (a timecode also survives as the video stream's "timecode" tag, which is kept).
+                plans.append(TrackPlan(t.index, t.type, t.codec, "drop", note=f"{t.type} #{t.index} ({t.codec}) not copied"))
+            elif t.type == "subtitle" and drop_subtitles:
                 plans.append(TrackPlan(t.index, t.type, t.codec, "drop", note=f"subtitle #{t.index} ({t.codec}) dropped on request"))
             elif _can_hold(fmt, s):
                 plans.append(TrackPlan(t.index, t.type, t.codec, "copy"))
@@ -159,7 +163,8 @@ def _copy_packets(src: av.container.InputContainer, mapping: dict[int, av.stream
     for pk in src.demux(*[src.streams[i] for i in mapping]):
         if pk.size == 0 or (pk.dts is None and pk.pts is None):
             continue
-        if src.streams[pk.stream_index].codec_context.name == "mov_text" and bytes(pk) == b"\x00\x00":
+        cc = src.streams[pk.stream_index].codec_context
+        if cc is not None and cc.name == "mov_text" and bytes(pk) == b"\x00\x00":
             continue  # an empty cue filling a gap: the MP4 muxer writes its own
         pk.stream = mapping[pk.stream_index]
         yield pk
@@ -214,10 +219,14 @@ def mux_output(
     segments: list[tuple[Path, list[int]]],
     info: VideoInfo,
     time_base: Fraction,
+    fps: Fraction,
     out_path: Path,
     tracks: list[TrackPlan],
 ) -> None:
-    """Write the final file from encoded segments and the input's other streams, then rename it into place."""
+    """Write the final file from encoded segments and the input's other streams, then rename it into place.
+
+    `fps` is the average frame rate the container advertises (per-frame timing comes from the pts).
+    """
     fmt = container_format(out_path)
     tmp = temp_path(out_path)
     out = av.open(str(tmp), "w", format=fmt)
@@ -226,6 +235,7 @@ def mux_output(
         with av.open(str(segments[0][0])) as first:
             ov = out.add_stream_from_template(first.streams.video[0], opaque=True)
         ov.time_base = time_base
+        ov.codec_context.framerate = fps
         if info.rotation:
             ov.set_display_rotation(info.rotation)
         iters: list[Iterator[av.Packet]] = [_video_packets(segments, ov, time_base)]

@@ -18,6 +18,7 @@ from .images import image_to_rgb, list_images, read_image_raw
 from .probe import VideoInfo, _av_message, open_container, probe, video_stream
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # files already warned about, so a warning is printed once per run
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ class VideoReader:
         self.path = Path(path)
         self.info = info if info is not None else probe(self.path)
         self.colour = stream_colour(self.info)
-        if self.info.kind == "video" and self.info.colour.matrix in (0, 2) and self.info.layout.kind == "yuv":
+        if (self.info.kind == "video" and self.info.colour.matrix in (0, 2) and self.info.layout.kind == "yuv"
+                and str(self.path) not in _WARNED):
+            _WARNED.add(str(self.path))
             log.warning(
                 "%s: colour matrix is not tagged; assuming %s (as players do for %dx%d)",
                 self.path, self.colour.matrix.upper(), self.info.width, self.info.height,

@@ -65,7 +65,7 @@ def write_video(
             enc.write(rgb, n)
             n += 1
         packets = enc.close()
-        mux_output([(seg, packets)], info, plan.time_base, out, [])
+        mux_output([(seg, packets)], info, plan.time_base, plan.fps, out, [])
     except BaseException:
         enc.abort()
         raise

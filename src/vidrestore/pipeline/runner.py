@@ -214,7 +214,7 @@ def restore(
             pngs.finish(out)
         else:
             segments = [(job.segment_path(r.index), r.packet_pts) for r in job.records()]
-            mux_output(segments, info, plan.time_base, out, tracks)
+            mux_output(segments, info, plan.time_base, plan.fps, out, tracks)
         frames = int(job.manifest["frames"])
         total_segments = job.segments_done
         lock.release()
