@@ -148,6 +148,59 @@ def _stages_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _noise_levels(text: str) -> tuple[float, float]:
+    try:
+        shot, read = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not SHOT,READ noise levels: {text!r} (e.g. 0.004,0.003)") from None
+    if shot < 0 or read < 0:
+        raise argparse.ArgumentTypeError("noise levels must be non-negative")
+    return shot, read
+
+
+@_subcommand
+def _synth_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "synth", "make benchmark clips with known ground truth from sharp footage", [
+        "vidrestore synth handheld sharp.mp4 -o clips/walk",
+        "vidrestore synth handheld --help",
+    ])
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    h = _add(kinds, "handheld", "OIS-aware handheld shake: blurry.mkv (sharp and blurry frames), gt.mkv, labels.json", [
+        "vidrestore synth handheld sharp.mp4 -o clips/walk",
+        "vidrestore synth handheld sharp.mp4 -o clips/small --scale 0.5 --start 30 --frames 60 --seed 3",
+        "vidrestore synth handheld sharp.mp4 -o clips/phone --noise 0.004,0.003 --crf 23   # phone-like",
+    ])
+    h.add_argument("input", type=Path, help="a sharp video")
+    h.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    h.add_argument("--seed", type=int, default=0, help="random seed of the camera shake (default 0)")
+    h.add_argument("--start", type=int, default=0, help="first source frame to use (default 0)")
+    h.add_argument("--frames", type=int, help="number of frames to use (default: all from --start)")
+    h.add_argument("--scale", type=float, default=1.0, help="resize the source first, e.g. 0.5 (default 1)")
+    h.add_argument("--exposure", type=float, default=0.6, help="exposure time as a fraction of the frame interval (default 0.6)")
+    h.add_argument("--ois-strength", type=float, default=0.99, help="share of in-stroke shake the stabilizer cancels (default 0.99)")
+    h.add_argument("--sharp-share", type=float, default=0.35, help="share of frames that come out sharp (default 0.35)")
+    h.add_argument("--blur-strength", type=float, default=1.0, help="scale of the hand motion (default 1)")
+    h.add_argument("--sharp-threshold", type=float, default=0.4, help="blur extent in pixels under which a frame is sharp (default 0.4)")
+    h.add_argument("--noise", type=_noise_levels, metavar="SHOT,READ", help="Poisson-Gaussian sensor noise in linear light, e.g. 0.004,0.003")
+    h.add_argument("--crf", type=int, help="encode blurry.mkv with H.264 at this CRF (default: lossless FFV1)")
+    h.add_argument("--overwrite", action="store_true", help="replace existing files in the output folder")
+    _common(h)
+
+    def run(args: argparse.Namespace) -> int:
+        from .synth.handheld import synth_handheld
+        from .synth.shake import ShakeSettings
+
+        shake = ShakeSettings(exposure=args.exposure, ois_strength=args.ois_strength, sharp_share=args.sharp_share,
+                              blur_strength=args.blur_strength, sharp_threshold_px=args.sharp_threshold, seed=args.seed)
+        r = synth_handheld(args.input, args.output, shake, start=args.start, frames=args.frames, scale=args.scale,
+                           noise=args.noise, crf=args.crf, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {r.dir}: {r.frames} frames, {r.sharp_share:.0%} sharp, {r.seconds:.1f} s "
+              f"({r.blurry.name}, {r.gt.name}, {r.labels.name})")
+        return 0
+
+    h.set_defaults(handler=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn every expected failure into one line on stderr."""
     parser = build_parser()
