@@ -148,6 +148,55 @@ def _stages_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+@_subcommand
+def _metrics_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "metrics", "compare a restored video with its reference: PSNR/SSIM (RGB, Y), LPIPS, drift, warping error, blur", [
+        "vidrestore metrics restored.mkv clips/walk/gt.mkv --labels clips/walk/labels.json --crop 8",
+        "vidrestore metrics restored.mkv gt.mkv --csv frames.csv --json summary.json --lpips lpips_alex.pth",
+        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur only",
+    ])
+    p.add_argument("output", type=Path, help="the video to judge")
+    p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
+    p.add_argument("--no-gt", action="store_true", help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS")
+    p.add_argument("--labels", type=Path, help="labels.json from `vidrestore synth handheld`: also average over sharp and blurry frames")
+    p.add_argument("--crop", type=int, default=0, help="border pixels left out of PSNR/SSIM (default 0)")
+    p.add_argument("--lpips", type=Path, nargs="+", metavar="WEIGHTS",
+                   help="local LPIPS weights: an lpips state dict, or torchvision backbone + lpips linear heads")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument("--csv", type=Path, help="write per-frame metrics here")
+    p.add_argument("--json", type=Path, help="write the summary here")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .metrics.report import evaluate_videos
+
+        lpips = None
+        if args.lpips:
+            from .metrics.lpips import load_lpips
+
+            lpips = load_lpips(args.lpips, args.lpips_net)
+        labels = None
+        if args.labels:
+            from .synth.handheld import load_labels
+
+            labels = [f["sharp"] for f in load_labels(args.labels)["frames"]]
+        report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
+                                 lpips=lpips, progress=not args.quiet)
+        if args.csv:
+            report.write_csv(args.csv)
+        if args.json:
+            report.write_json(args.json)
+        summary = report.summary()
+        for group in ("all", "sharp", "blurry"):
+            if group in summary:
+                g = summary[group]
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in g.items() if v is not None and k != "frames")
+                print(f"{group} ({g['frames']} frames): {shown}")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
 def _noise_levels(text: str) -> tuple[float, float]:
     try:
         shot, read = (float(x) for x in text.split(","))
