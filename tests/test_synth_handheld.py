@@ -16,31 +16,7 @@ from vidrestore.synth.handheld import load_labels, synth_handheld
 from vidrestore.synth.sensor import linear_to_srgb, srgb_to_linear
 from vidrestore.synth.shake import ShakeSettings, plan_shake
 
-W, H, N = 320, 192, 36
-
-
-def _texture(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Sharp-edged rectangles over fine noise: enough detail that 1 px of blur shows."""
-    img = np.full((h, w, 3), 0.5, np.float32)
-    for _ in range(160):
-        x, y = rng.integers(0, w), rng.integers(0, h)
-        img[y:y + rng.integers(3, 30), x:x + rng.integers(3, 30)] = rng.uniform(0.05, 0.95, 3)
-    img += rng.normal(0, 0.04, img.shape).astype(np.float32)
-    return np.clip(img, 0, 1)
-
-
-@pytest.fixture(scope="module")
-def sharp_video(tmp_path_factory):
-    """A sharp 320x192 clip: a textured scene panning 1.5 px per frame, lossless."""
-    rng = np.random.default_rng(7)
-    scene = _texture(rng, W + 80, H + 20)
-    frames = []
-    for i in range(N):
-        m = np.float32([[1, 0, -1.5 * i], [0, 1, -0.3 * i]])
-        frames.append(cv2.warpAffine(scene, m, (W, H), flags=cv2.INTER_CUBIC))
-    path = tmp_path_factory.mktemp("sharp") / "sharp.mkv"
-    write_video(path, frames, 30, EncodeSettings("ffv1"))
-    return path
+W, H, N = 320, 192, 36  # the size of conftest's sharp_video
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -148,55 +149,6 @@ def _stages_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-@_subcommand
-def _metrics_command(sub: argparse._SubParsersAction) -> None:
-    p = _add(sub, "metrics", "compare a restored video with its reference: PSNR/SSIM (RGB, Y), LPIPS, drift, warping error, blur", [
-        "vidrestore metrics restored.mkv clips/walk/gt.mkv --labels clips/walk/labels.json --crop 8",
-        "vidrestore metrics restored.mkv gt.mkv --csv frames.csv --json summary.json --lpips lpips_alex.pth",
-        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur only",
-    ])
-    p.add_argument("output", type=Path, help="the video to judge")
-    p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
-    p.add_argument("--no-gt", action="store_true", help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS")
-    p.add_argument("--labels", type=Path, help="labels.json from `vidrestore synth handheld`: also average over sharp and blurry frames")
-    p.add_argument("--crop", type=int, default=0, help="border pixels left out of PSNR/SSIM (default 0)")
-    p.add_argument("--lpips", type=Path, nargs="+", metavar="WEIGHTS",
-                   help="local LPIPS weights: an lpips state dict, or torchvision backbone + lpips linear heads")
-    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
-    p.add_argument("--csv", type=Path, help="write per-frame metrics here")
-    p.add_argument("--json", type=Path, help="write the summary here")
-    _common(p)
-
-    def run(args: argparse.Namespace) -> int:
-        from .metrics.report import evaluate_videos
-
-        lpips = None
-        if args.lpips:
-            from .metrics.lpips import load_lpips
-
-            lpips = load_lpips(args.lpips, args.lpips_net)
-        labels = None
-        if args.labels:
-            from .synth.handheld import load_labels
-
-            labels = [f["sharp"] for f in load_labels(args.labels)["frames"]]
-        report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
-                                 lpips=lpips, progress=not args.quiet)
-        if args.csv:
-            report.write_csv(args.csv)
-        if args.json:
-            report.write_json(args.json)
-        summary = report.summary()
-        for group in ("all", "sharp", "blurry"):
-            if group in summary:
-                g = summary[group]
-                shown = ", ".join(f"{k} {v:.4g}" for k, v in g.items() if v is not None and k != "frames")
-                print(f"{group} ({g['frames']} frames): {shown}")
-        return 0
-
-    p.set_defaults(handler=run)
-
-
 def _noise_levels(text: str) -> tuple[float, float]:
     try:
         shot, read = (float(x) for x in text.split(","))
@@ -248,6 +200,96 @@ def _synth_command(sub: argparse._SubParsersAction) -> None:
         return 0
 
     h.set_defaults(handler=run)
+
+
+@_subcommand
+def _metrics_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "metrics", "compare a restored video with its reference: PSNR/SSIM (RGB, Y), LPIPS, drift, warping error, blur", [
+        "vidrestore metrics restored.mkv clips/walk/gt.mkv --labels clips/walk/labels.json --crop 8",
+        "vidrestore metrics restored.mkv gt.mkv --csv frames.csv --json summary.json --lpips lpips_alex.pth",
+        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur only",
+    ])
+    p.add_argument("output", type=Path, help="the video to judge")
+    p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
+    p.add_argument("--no-gt", action="store_true", help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS")
+    p.add_argument("--labels", type=Path, help="labels.json from `vidrestore synth handheld`: also average over sharp and blurry frames")
+    p.add_argument("--crop", type=int, default=0, help="border pixels left out of PSNR/SSIM (default 0)")
+    p.add_argument("--lpips", type=Path, nargs="+", metavar="WEIGHTS",
+                   help="local LPIPS weights: an lpips state dict, or torchvision backbone + lpips linear heads")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument("--csv", type=Path, help="write per-frame metrics here")
+    p.add_argument("--json", type=Path, help="write the summary here")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .metrics.report import evaluate_videos
+
+        lpips = None
+        if args.lpips:
+            from .metrics.lpips import load_lpips
+
+            lpips = load_lpips(args.lpips, args.lpips_net)
+        labels = None
+        if args.labels:
+            from .synth.handheld import load_labels
+
+            labels = [f["sharp"] for f in load_labels(args.labels)["frames"]]
+        report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
+                                 lpips=lpips, progress=not args.quiet)
+        if args.csv:
+            report.write_csv(args.csv)
+        if args.json:
+            report.write_json(args.json)
+        summary = report.summary()
+        for group in ("all", "sharp", "blurry"):
+            if group in summary:
+                g = summary[group]
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in g.items() if v is not None and k != "frames")
+                print(f"{group} ({g['frames']} frames): {shown}")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+@_subcommand
+def _bench_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "bench", "run a benchmark suite: methods x clips, scored, as Markdown and JSON tables", [
+        "vidrestore bench benchmarks/suites/default.toml",
+        "vidrestore bench benchmarks/suites/ci.toml -o results/ci --methods identity,lucky",
+        "vidrestore bench my-suite.toml --data /footage --keep-videos",
+        "vidrestore bench --list                 # the methods a suite can name",
+    ])
+    p.add_argument("suite", type=Path, nargs="?", help="suite file (TOML)")
+    p.add_argument("-o", "--output", type=Path, help="results folder (default bench-results/SUITE_NAME)")
+    p.add_argument("--data", type=Path, help="folder that relative clip sources are read from (overrides the suite's `data`)")
+    p.add_argument("--methods", help="comma-separated method labels to run (default: all in the suite)")
+    p.add_argument("--clips", help="comma-separated clip names to run (default: all in the suite)")
+    p.add_argument("--keep-videos", action="store_true", help="keep every method's output video under OUTPUT/videos/")
+    p.add_argument("--work-dir", type=Path, help="cache of synthesized clips and scratch space (default ~/.cache/vidrestore)")
+    p.add_argument("--list", action="store_true", help="list the registered methods and exit")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .bench import list_methods, load_suite, run_suite
+        from .bench.methods import get_method
+
+        if args.list:
+            for name in list_methods():
+                m = get_method(name)
+                print(f"{name}{' (trains on the clip)' if m.trains else ''}: {m.description}")
+            return 0
+        if args.suite is None:
+            raise VidrestoreError("give a suite file (see `vidrestore bench --help`)")
+        suite = load_suite(args.suite, args.data)
+        out = args.output or Path("bench-results") / suite.name
+        split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+        t0 = time.perf_counter()
+        run_suite(suite, out, work_dir=args.work_dir, methods=split(args.methods), clips=split(args.clips),
+                  keep_videos=args.keep_videos, progress=not args.quiet)
+        print(f"wrote {out / 'results.md'} and {out / 'results.json'} ({time.perf_counter() - t0:.0f} s)")
+        return 0
+
+    p.set_defaults(handler=run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,8 +35,10 @@ from ..flow import FlowEstimator, create_flow
 from .blur import blur_effect, laplacian_variance
 from .drift import drift
 from .fidelity import psnr, ssim
-from .lpips import LPIPS
 from .temporal import WarpingErrorStream
+
+if TYPE_CHECKING:  # torch is imported only when LPIPS is used
+    from .lpips import LPIPS
 
 COLUMNS = ["index", "label", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "lpips", "drift_px", "drift_dx", "drift_dy",
            "warp_error", "warp_error_ref", "blur_effect", "lap_var"]
