@@ -76,3 +76,14 @@ def test_lucky_bad_options_and_cli(clip_factory, tmp_path):
     r = run_cli("restore", path, "-o", out, "-s", "lucky:radius=2", "--codec", "ffv1", "-q")
     assert r.returncode == 0, r.stderr
     assert len(list(read_frames(out))) == spec.frames
+
+
+def test_lucky_uses_a_repeated_edge_frame_once():
+    """Near the start the window repeats frame 0; it must weigh as one neighbour, not three."""
+    scene = _scene(2)
+    truth = [scene[10 + i: 138 + i, 10 + 2 * i: 202 + 2 * i].copy() for i in range(5)]
+    video = [truth[0], _motion_blur(truth[1], 5)] + [_motion_blur(t, 15) for t in truth[2:]]
+    wide = [f.rgb for f in apply_stage(create_stage("lucky:radius=3"), _frames(video))]
+    narrow = [f.rgb for f in apply_stage(create_stage("lucky:radius=1"), _frames(video))]
+    assert not np.array_equal(wide[1], video[1])
+    assert np.allclose(wide[1], narrow[1], atol=1e-6)

@@ -20,7 +20,7 @@ from ..io import EncodeSettings, write_video
 from ..io.paths import config_key, content_hash
 from ..metrics.report import evaluate_videos
 from ..pipeline import default_work_dir
-from ..synth.handheld import LABELS_VERSION, load_labels, synth_handheld
+from ..synth.handheld import SYNTH_VERSION, load_labels, synth_handheld
 from ..synth.shake import ShakeSettings
 from ..synth.source import source_clip
 from .methods import MethodCall, get_method
@@ -71,7 +71,7 @@ def prepare_clip(spec: ClipSpec, cache: Path, progress: bool) -> PreparedClip:
     if not spec.source.exists():
         raise VidrestoreError(f"source of clip {spec.name!r} not found (set the suite's `data` or pass --data)", spec.source)
     params = dict(spec.synth if spec.has_gt else spec.real)
-    key = config_key("bench-clip", LABELS_VERSION, content_hash(spec.source), spec.has_gt, sorted(params.items()))
+    key = config_key("bench-clip", SYNTH_VERSION, content_hash(spec.source), spec.has_gt, sorted(params.items()))
     folder = cache / f"{spec.name}-{key}"
     if spec.has_gt:
         if not (folder / "labels.json").exists():

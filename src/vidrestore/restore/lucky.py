@@ -92,9 +92,11 @@ class LuckyFusion(Stage):
         size = x.shape[:2]
         acc = x.astype(np.float32).copy()
         wsum = np.ones(size, np.float32)
+        seen = {window.index}  # near the ends the window repeats the first/last frame: use each once
         for j, f in enumerate(frames):
-            if j == c or window.frames[j].index == window.index or sharpness[j] <= sharpness[c]:
+            if window.frames[j].index in seen or sharpness[j] <= sharpness[c]:
                 continue
+            seen.add(window.frames[j].index)
             prep_j = self.flow.prepare(f)
             f_ij = self.flow.flow_prepared(prep_x, prep_j, size)
             f_ji = self.flow.flow_prepared(prep_j, prep_x, size)

@@ -19,7 +19,7 @@ size (or the requested scale). The same source, settings and seed give the same 
 labels.json (version 1)::
 
     {
-      "version": 1,
+      "version": 1, "synth_version": 1,
       "source": "/path/sharp.mp4", "start": 0, "frame_count": 60, "scale": 0.5,
       "width": 640, "height": 360, "fps": 29.97,
       "settings": {"exposure": 0.6, "ois_strength": 0.99, "sharp_share": 0.35, "blur_strength": 1.0,
@@ -68,6 +68,7 @@ from .shake import ShakePlan, ShakeSettings, blur_paths, plan_shake
 from .source import SourceClip, source_clip
 
 LABELS_VERSION = 1
+SYNTH_VERSION = 1  # bump when the same settings would render different frames (caches are keyed on it)
 FILES = {"blurry": "blurry.mkv", "gt": "gt.mkv", "labels": "labels.json"}
 _WARP = dict(flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
 
@@ -118,6 +119,7 @@ def labels_dict(plan: ShakePlan, clip: SourceClip, noise: tuple[float, float] | 
         })
     return {
         "version": LABELS_VERSION,
+        "synth_version": SYNTH_VERSION,
         "source": str(clip.path.absolute()),
         "start": clip.start,
         "frame_count": clip.count,

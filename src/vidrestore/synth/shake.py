@@ -23,7 +23,8 @@ which shrinks as the stroke grows.
 
 Geometry: output pixel p_out = T(t) K_out R(t) K_src^-1 p_src, with K a pinhole camera of
 horizontal field of view `hfov_deg`, R the residual rotation, T the residual translation, and
-K_out = K_src zoomed by `zoom` about the centre so the shaken view stays inside the source.
+K_out = K_src zoomed by `zoom` about the centre so the shaken view stays inside the source
+(at most 1.3x; beyond that the renderer mirrors the source at its borders).
 """
 
 from __future__ import annotations
@@ -149,6 +150,14 @@ def residual(motion: HandMotion, stroke: float) -> tuple[np.ndarray, np.ndarray]
     return motion.rotation - correction, motion.translation
 
 
+def residual_at(motion: HandMotion, stroke: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Residual rotation (..., 3) and translation (..., 2) at times `t` (linear interpolation of the samples)."""
+    rot, trans = residual(motion, stroke)
+    r = np.stack([np.interp(t, motion.t, rot[:, k]) for k in range(3)], axis=-1)
+    tr = np.stack([np.interp(t, motion.t, trans[:, k]) for k in range(2)], axis=-1)
+    return r, tr
+
+
 def exposure_times(n_frames: int, fps: float, exposure: float, samples: int) -> np.ndarray:
     """(n_frames, samples) times at the centres of `samples` equal parts of each exposure.
 
@@ -231,10 +240,7 @@ class ShakePlan:
 
     def homographies_at(self, t: np.ndarray) -> np.ndarray:
         """Source -> output maps at arbitrary times (linear interpolation of the residual)."""
-        rot, trans = residual(self.motion, self.stroke_rad)
-        r = np.stack([np.interp(t, self.motion.t, rot[:, k]) for k in range(3)], axis=-1)
-        tr = np.stack([np.interp(t, self.motion.t, trans[:, k]) for k in range(2)], axis=-1)
-        return homographies(r, tr, self.k_src, self.k_out)
+        return homographies(*residual_at(self.motion, self.stroke_rad, t), self.k_src, self.k_out)
 
     @property
     def k_src(self) -> np.ndarray:
@@ -247,16 +253,10 @@ class ShakePlan:
 
 def _evaluate(motion: HandMotion, stroke: float, times: np.ndarray, mids: np.ndarray,
               k_src: np.ndarray, k_out: np.ndarray, pts: np.ndarray):
-    rot, trans = residual(motion, stroke)
-
-    def at(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r = np.stack([np.interp(t, motion.t, rot[:, k]) for k in range(3)], axis=-1)
-        tr = np.stack([np.interp(t, motion.t, trans[:, k]) for k in range(2)], axis=-1)
-        return r, tr
-
-    r_exp, t_exp = at(times)
+    """Exposure and mid-exposure homographies, residual motion and blur extent for a stroke."""
+    r_exp, t_exp = residual_at(motion, stroke, times)
     h_exp = homographies(r_exp, t_exp, k_src, k_out)
-    h_mid = homographies(*at(mids), k_src, k_out)
+    h_mid = homographies(*residual_at(motion, stroke, mids), k_src, k_out)
     return h_exp, h_mid, r_exp, t_exp, blur_extent(blur_paths(h_exp, h_mid, pts))
 
 
@@ -310,6 +310,8 @@ def plan_shake(n_frames: int, fps: float, width: int, height: int, s: ShakeSetti
         if needed <= zoom + 1e-3:
             break
         zoom = needed
+    else:
+        stroke = calibrate(zoom)
     k_out = camera(width, height, s.hfov_deg, zoom)
     h_exp, h_mid, r_exp, t_exp, extent = _evaluate(motion, stroke, times, mids, k_src, k_out, pts)
     sharp = extent < s.sharp_threshold_px
