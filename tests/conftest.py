@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -63,6 +64,29 @@ def stream_packets(path: Path, kind: str) -> list[list[tuple[bytes, Fraction]]]:
             with av.open(str(path)) as c2:
                 out.append([(bytes(p), p.pts * p.time_base) for p in c2.demux(c2.streams[s.index]) if p.size])
     return out
+
+
+def textured_scene(rng: np.random.Generator, w: int, h: int, rects: int = 160) -> np.ndarray:
+    """Sharp-edged rectangles over fine noise: enough detail that a pixel of blur shows."""
+    img = np.full((h, w, 3), 0.5, np.float32)
+    for _ in range(rects):
+        x, y = rng.integers(0, w), rng.integers(0, h)
+        img[y:y + rng.integers(3, 30), x:x + rng.integers(3, 30)] = rng.uniform(0.05, 0.95, 3)
+    img += rng.normal(0, 0.04, img.shape).astype(np.float32)
+    return np.clip(img, 0, 1)
+
+
+@pytest.fixture(scope="session")
+def sharp_video(tmp_path_factory) -> Path:
+    """A sharp 320x192 lossless clip of 36 frames at 30 fps: a textured scene panning 1.5 px per frame."""
+    from vidrestore.io import EncodeSettings, write_video
+
+    scene = textured_scene(np.random.default_rng(7), 400, 212)
+    frames = [cv2.warpAffine(scene, np.float32([[1, 0, -1.5 * i], [0, 1, -0.3 * i]]), (320, 192), flags=cv2.INTER_CUBIC)
+              for i in range(36)]
+    path = tmp_path_factory.mktemp("sharp") / "sharp.mkv"
+    write_video(path, frames, 30, EncodeSettings("ffv1"))
+    return path
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

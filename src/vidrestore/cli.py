@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -143,6 +144,149 @@ def _stages_command(sub: argparse._SubParsersAction) -> None:
         from .pipeline import list_stages
 
         print("\n".join(list_stages()) or "(no stages registered yet)")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+def _noise_levels(text: str) -> tuple[float, float]:
+    try:
+        shot, read = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not SHOT,READ noise levels: {text!r} (e.g. 0.004,0.003)") from None
+    if shot < 0 or read < 0:
+        raise argparse.ArgumentTypeError("noise levels must be non-negative")
+    return shot, read
+
+
+@_subcommand
+def _synth_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "synth", "make benchmark clips with known ground truth from sharp footage", [
+        "vidrestore synth handheld sharp.mp4 -o clips/walk",
+        "vidrestore synth handheld --help",
+    ])
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    h = _add(kinds, "handheld", "OIS-aware handheld shake: blurry.mkv (sharp and blurry frames), gt.mkv, labels.json", [
+        "vidrestore synth handheld sharp.mp4 -o clips/walk",
+        "vidrestore synth handheld sharp.mp4 -o clips/small --scale 0.5 --start 30 --frames 60 --seed 3",
+        "vidrestore synth handheld sharp.mp4 -o clips/phone --noise 0.004,0.003 --crf 23   # phone-like",
+    ])
+    h.add_argument("input", type=Path, help="a sharp video")
+    h.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    h.add_argument("--seed", type=int, default=0, help="random seed of the camera shake (default 0)")
+    h.add_argument("--start", type=int, default=0, help="first source frame to use (default 0)")
+    h.add_argument("--frames", type=int, help="number of frames to use (default: all from --start)")
+    h.add_argument("--scale", type=float, default=1.0, help="resize the source first, e.g. 0.5 (default 1)")
+    h.add_argument("--exposure", type=float, default=0.6, help="exposure time as a fraction of the frame interval (default 0.6)")
+    h.add_argument("--ois-strength", type=float, default=0.99, help="share of in-stroke shake the stabilizer cancels (default 0.99)")
+    h.add_argument("--sharp-share", type=float, default=0.35, help="share of frames that come out sharp (default 0.35)")
+    h.add_argument("--blur-strength", type=float, default=1.0, help="scale of the hand motion (default 1)")
+    h.add_argument("--sharp-threshold", type=float, default=0.4, help="blur extent in pixels under which a frame is sharp (default 0.4)")
+    h.add_argument("--noise", type=_noise_levels, metavar="SHOT,READ", help="Poisson-Gaussian sensor noise in linear light, e.g. 0.004,0.003")
+    h.add_argument("--crf", type=int, help="encode blurry.mkv with H.264 at this CRF (default: lossless FFV1)")
+    h.add_argument("--overwrite", action="store_true", help="replace existing files in the output folder")
+    _common(h)
+
+    def run(args: argparse.Namespace) -> int:
+        from .synth.handheld import synth_handheld
+        from .synth.shake import ShakeSettings
+
+        shake = ShakeSettings(exposure=args.exposure, ois_strength=args.ois_strength, sharp_share=args.sharp_share,
+                              blur_strength=args.blur_strength, sharp_threshold_px=args.sharp_threshold, seed=args.seed)
+        r = synth_handheld(args.input, args.output, shake, start=args.start, frames=args.frames, scale=args.scale,
+                           noise=args.noise, crf=args.crf, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {r.dir}: {r.frames} frames, {r.sharp_share:.0%} sharp, {r.seconds:.1f} s "
+              f"({r.blurry.name}, {r.gt.name}, {r.labels.name})")
+        return 0
+
+    h.set_defaults(handler=run)
+
+
+@_subcommand
+def _metrics_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "metrics", "compare a restored video with its reference: PSNR/SSIM (RGB, Y), LPIPS, drift, warping error, blur", [
+        "vidrestore metrics restored.mkv clips/walk/gt.mkv --labels clips/walk/labels.json --crop 8",
+        "vidrestore metrics restored.mkv gt.mkv --csv frames.csv --json summary.json --lpips lpips_alex.pth",
+        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur only",
+    ])
+    p.add_argument("output", type=Path, help="the video to judge")
+    p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
+    p.add_argument("--no-gt", action="store_true", help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS")
+    p.add_argument("--labels", type=Path, help="labels.json from `vidrestore synth handheld`: also average over sharp and blurry frames")
+    p.add_argument("--crop", type=int, default=0, help="border pixels left out of PSNR/SSIM (default 0)")
+    p.add_argument("--lpips", type=Path, nargs="+", metavar="WEIGHTS",
+                   help="local LPIPS weights: an lpips state dict, or torchvision backbone + lpips linear heads")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument("--csv", type=Path, help="write per-frame metrics here")
+    p.add_argument("--json", type=Path, help="write the summary here")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .metrics.report import evaluate_videos
+
+        lpips = None
+        if args.lpips:
+            from .metrics.lpips import load_lpips
+
+            lpips = load_lpips(args.lpips, args.lpips_net)
+        labels = None
+        if args.labels:
+            from .synth.handheld import load_labels
+
+            labels = [f["sharp"] for f in load_labels(args.labels)["frames"]]
+        report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
+                                 lpips=lpips, progress=not args.quiet)
+        if args.csv:
+            report.write_csv(args.csv)
+        if args.json:
+            report.write_json(args.json)
+        summary = report.summary()
+        for group in ("all", "sharp", "blurry"):
+            if group in summary:
+                g = summary[group]
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in g.items() if v is not None and k != "frames")
+                print(f"{group} ({g['frames']} frames): {shown}")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+@_subcommand
+def _bench_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "bench", "run a benchmark suite: methods x clips, scored, as Markdown and JSON tables", [
+        "vidrestore bench benchmarks/suites/default.toml",
+        "vidrestore bench benchmarks/suites/ci.toml -o results/ci --methods identity,lucky",
+        "vidrestore bench my-suite.toml --data /footage --keep-videos",
+        "vidrestore bench --list                 # the methods a suite can name",
+    ])
+    p.add_argument("suite", type=Path, nargs="?", help="suite file (TOML)")
+    p.add_argument("-o", "--output", type=Path, help="results folder (default bench-results/SUITE_NAME)")
+    p.add_argument("--data", type=Path, help="folder that relative clip sources are read from (overrides the suite's `data`)")
+    p.add_argument("--methods", help="comma-separated method labels to run (default: all in the suite)")
+    p.add_argument("--clips", help="comma-separated clip names to run (default: all in the suite)")
+    p.add_argument("--keep-videos", action="store_true", help="keep every method's output video under OUTPUT/videos/")
+    p.add_argument("--work-dir", type=Path, help="cache of synthesized clips and scratch space (default ~/.cache/vidrestore)")
+    p.add_argument("--list", action="store_true", help="list the registered methods and exit")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .bench import list_methods, load_suite, run_suite
+        from .bench.methods import get_method
+
+        if args.list:
+            for name in list_methods():
+                m = get_method(name)
+                print(f"{name}{' (trains on the clip)' if m.trains else ''}: {m.description}")
+            return 0
+        if args.suite is None:
+            raise VidrestoreError("give a suite file (see `vidrestore bench --help`)")
+        suite = load_suite(args.suite, args.data)
+        out = args.output or Path("bench-results") / suite.name
+        split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+        t0 = time.perf_counter()
+        run_suite(suite, out, work_dir=args.work_dir, methods=split(args.methods), clips=split(args.clips),
+                  keep_videos=args.keep_videos, progress=not args.quiet)
+        print(f"wrote {out / 'results.md'} and {out / 'results.json'} ({time.perf_counter() - t0:.0f} s)")
         return 0
 
     p.set_defaults(handler=run)

@@ -3,29 +3,47 @@
 E_warp = 1/(T-1) * sum_t  sum_p M_t(p) ||O_t(p) - W(O_{t+1})(p)||^2 / sum_p M_t(p)
 
 where W warps frame t+1 of the output onto frame t with flow computed on the reference video
-(the input, so that the output cannot hide its flicker from the flow), and M_t masks pixels whose
-forward-backward flow round trip fails (occlusions, out of view).
+(the input or the ground truth, so that the output cannot hide its flicker from the flow), and
+M_t masks pixels whose forward-backward flow round trip fails (occlusions, out of view).
+
+The absolute value also counts what no method can remove: interpolation error of the warp,
+flow error, lighting that really changes. So the same flows and masks are applied to the
+reference itself, and `WarpingError.excess` = E_warp(output) - E_warp(reference) is the
+temporal inconsistency the output adds. It is exactly 0 for a video compared with itself,
+grows with flicker, and is negative for an output steadier than its reference. (The absolute
+E_warp of a static video is 0 too: its flow is zero and the warp is the identity.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import VidrestoreError
 from ..flow import FlowEstimator, backward_warp, create_flow, occlusion_mask
 
 
 @dataclass
 class WarpingError:
-    """Per-pair warping errors (frame t vs warped t+1) and their mean."""
+    """Per-pair warping errors (frame t vs warped t+1) of the output and of the reference."""
 
     per_pair: list[float]
+    reference_per_pair: list[float] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
         return float(np.mean(self.per_pair)) if self.per_pair else 0.0
+
+    @property
+    def reference_mean(self) -> float:
+        return float(np.mean(self.reference_per_pair)) if self.reference_per_pair else 0.0
+
+    @property
+    def excess(self) -> float:
+        """Mean warping error the output adds over its reference's own."""
+        return self.mean - self.reference_mean
 
 
 def warping_error_pair(out_t: np.ndarray, out_t1: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> float:
@@ -38,6 +56,33 @@ def warping_error_pair(out_t: np.ndarray, out_t1: np.ndarray, flow: np.ndarray, 
     return float((sq * m).sum() / m.sum())
 
 
+class WarpingErrorStream:
+    """Warping error computed as frames arrive: feed (output, reference) pairs in order.
+
+    `update` returns, from the second frame on, the errors of the pair (t-1, t) for the output
+    and for the reference under the same flow and mask; None for the first frame.
+    """
+
+    def __init__(self, flow: FlowEstimator | None = None):
+        self.flow = flow or create_flow("dis")
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def update(self, out: np.ndarray, ref: np.ndarray) -> tuple[float, float] | None:
+        if out.shape != ref.shape:
+            raise VidrestoreError(f"output frame {out.shape} and reference frame {ref.shape} differ in size")
+        prep = self.flow.prepare(ref)
+        result = None
+        if self._prev is not None:
+            prev_out, prev_ref, prev_prep = self._prev
+            size = out.shape[:2]
+            f_fw = self.flow.flow_prepared(prev_prep, prep, size)
+            f_bw = self.flow.flow_prepared(prep, prev_prep, size)
+            mask = (occlusion_mask(f_fw, f_bw) >= 0.5).astype(np.float32)
+            result = (warping_error_pair(prev_out, out, f_fw, mask), warping_error_pair(prev_ref, ref, f_fw, mask))
+        self._prev = (out, ref, prep)
+        return result
+
+
 def warping_error(
     output: Iterable[np.ndarray],
     reference: Iterable[np.ndarray] | None = None,
@@ -45,24 +90,21 @@ def warping_error(
 ) -> WarpingError:
     """Warping error of `output` frames, with flow from `reference` frames (default: the output itself).
 
-    Frames are float32 RGB (H, W, 3) in [0, 1]; both sequences are consumed in step, two frames at a time.
+    Frames are float32 RGB (H, W, 3) in [0, 1]; both sequences are consumed in step, two frames
+    at a time. Raises VidrestoreError when the sequences differ in length.
     """
-    flow = flow or create_flow("dis")
+    stream = WarpingErrorStream(flow)
     out_it = iter(output)
     ref_it = iter(reference) if reference is not None else None
-    errors: list[float] = []
-    prev_out = next(out_it, None)
-    prev_ref = next(ref_it, None) if ref_it is not None else prev_out
-    if prev_out is None:
-        return WarpingError([])
-    prev_prep = flow.prepare(prev_ref)
-    for cur_out in out_it:
-        cur_ref = next(ref_it) if ref_it is not None else cur_out
-        cur_prep = flow.prepare(cur_ref)
-        size = cur_out.shape[:2]
-        f_fw = flow.flow_prepared(prev_prep, cur_prep, size)
-        f_bw = flow.flow_prepared(cur_prep, prev_prep, size)
-        mask = (occlusion_mask(f_fw, f_bw) >= 0.5).astype(np.float32)
-        errors.append(warping_error_pair(prev_out, cur_out, f_fw, mask))
-        prev_out, prev_prep = cur_out, cur_prep
-    return WarpingError(errors)
+    result = WarpingError([], [])
+    for out in out_it:
+        ref = out if ref_it is None else next(ref_it, None)
+        if ref is None:
+            raise VidrestoreError("the reference has fewer frames than the output")
+        pair = stream.update(out, ref)
+        if pair is not None:
+            result.per_pair.append(pair[0])
+            result.reference_per_pair.append(pair[1])
+    if ref_it is not None and next(ref_it, None) is not None:
+        raise VidrestoreError("the reference has more frames than the output")
+    return result

@@ -1,7 +1,7 @@
 """Running stages over videos: the stage protocol, its registry, and the resumable runner."""
 
 from .runner import RestoreResult, default_work_dir, restore
-from .stage import Stage, Window, apply_stage, apply_stages, create_stage, list_stages, register_stage
+from .stage import Stage, Window, apply_stage, apply_stages, build_stage, create_stage, list_stages, register_stage
 
 __all__ = [
     "RestoreResult",
@@ -9,6 +9,7 @@ __all__ = [
     "Window",
     "apply_stage",
     "apply_stages",
+    "build_stage",
     "create_stage",
     "default_work_dir",
     "list_stages",

@@ -132,19 +132,24 @@ def _parse_value(text: str) -> object:
     return text
 
 
-def create_stage(spec: str) -> Stage:
-    """Build a stage from "name" or "name:key=value,key=value"."""
+def build_stage(name: str, **options: object) -> Stage:
+    """Build a registered stage by name with keyword options (what `create_stage` does after parsing)."""
     names = list_stages()
-    name, _, args = spec.partition(":")
     if name not in _REGISTRY:
         raise VidrestoreError(f"unknown stage {name!r}; available: {', '.join(names) or 'none'}")
+    try:
+        return _REGISTRY[name](**options)
+    except TypeError as err:
+        raise VidrestoreError(f"bad options for stage {name!r}: {err}") from None
+
+
+def create_stage(spec: str) -> Stage:
+    """Build a stage from "name" or "name:key=value,key=value"."""
+    name, _, args = spec.partition(":")
     kwargs = {}
     for item in filter(None, args.split(",")):
         key, eq, value = item.partition("=")
         if not eq:
             raise VidrestoreError(f"stage option {item!r} in {spec!r} is not key=value")
         kwargs[key.strip().replace("-", "_")] = _parse_value(value.strip())
-    try:
-        return _REGISTRY[name](**kwargs)
-    except TypeError as err:
-        raise VidrestoreError(f"bad options for stage {name!r}: {err}") from None
+    return build_stage(name, **kwargs)

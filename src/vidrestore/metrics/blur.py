@@ -1,0 +1,31 @@
+"""No-reference blur measures of a single frame.
+
+* `blur_effect`: the perceptual blur metric of Crete et al. (SPIE 2007) as implemented by
+  scikit-image: 0 for a sharp image, towards 1 for a very blurry one; compares the image with
+  a re-blurred copy of itself, so it is fairly independent of content.
+* `laplacian_variance`: variance of the 4-neighbour Laplacian of the luma in 8-bit units
+  (Pech-Pacheco et al., ICPR 2000); larger is sharper. It depends on content, so it compares
+  frames of one scene (a frame with its ground truth or its neighbours), not different scenes.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from skimage.measure import blur_effect as _skimage_blur_effect
+
+from .fidelity import rgb_to_y
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb_to_y(rgb) if rgb.ndim == 3 else rgb.astype(np.float32)
+
+
+def blur_effect(rgb: np.ndarray) -> float:
+    """Crete et al. blur of the BT.601 luma (0 sharp .. 1 blurry)."""
+    return float(_skimage_blur_effect(_luma(rgb), h_size=11))
+
+
+def laplacian_variance(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the BT.601 luma, in squared 8-bit levels (larger = sharper)."""
+    return float(cv2.Laplacian(_luma(rgb) * 255.0, cv2.CV_32F, ksize=1).var())
