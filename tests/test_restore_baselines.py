@@ -14,7 +14,7 @@ from vidrestore.io import read_frames
 from vidrestore.io.reader import Frame
 from vidrestore.metrics import laplacian_variance
 from vidrestore.pipeline import Window, apply_stage, create_stage, list_stages
-from vidrestore.restore.lucky import sharpness_half
+from vidrestore.restoration.lucky import sharpness_half
 
 
 def _scene(seed: int = 0, w: int = 192, h: int = 128) -> np.ndarray:
