@@ -26,6 +26,13 @@ def blur_effect(rgb: np.ndarray) -> float:
     return float(_skimage_blur_effect(_luma(rgb), h_size=11))
 
 
-def laplacian_variance(rgb: np.ndarray) -> float:
-    """Variance of the Laplacian of the BT.601 luma, in squared 8-bit levels (larger = sharper)."""
-    return float(cv2.Laplacian(_luma(rgb) * 255.0, cv2.CV_32F, ksize=1).var())
+def laplacian_variance(rgb: np.ndarray, scale: float = 1.0) -> float:
+    """Variance of the Laplacian of the BT.601 luma, in squared 8-bit levels (larger = sharper).
+
+    `scale` < 1 measures it on the luma shrunk by that factor (area averaging): blur of a pixel
+    or more still shows, pixel-level texture, noise and compression artefacts much less.
+    """
+    y = _luma(rgb)
+    if scale != 1.0:
+        y = cv2.resize(y, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(y * 255.0, cv2.CV_32F, ksize=1).var())

@@ -42,9 +42,29 @@ from ..metrics.fidelity import rgb_to_y
 from ..pipeline import Stage, Window, register_stage
 
 
-def sharpness_half(rgb: np.ndarray) -> float:
-    """Laplacian variance at half resolution: blur of a pixel or more, not pixel-level texture or noise."""
-    return laplacian_variance(cv2.resize(rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+DEFAULTS = {"power": 3.0, "strength": 4.0, "sensitivity": 0.01, "compare_sigma": 1.5}
+
+
+def low_luma(rgb: np.ndarray, sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
+    """Gaussian-blurred BT.601 luma: what the agreement test compares, so blur itself is not disagreement."""
+    return cv2.GaussianBlur(rgb_to_y(rgb), (0, 0), sigma)
+
+
+def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, visible: np.ndarray,
+                     power: float = DEFAULTS["power"], strength: float = DEFAULTS["strength"],
+                     sensitivity: float = DEFAULTS["sensitivity"], compare_sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
+    """Per-pixel weight of a neighbour warped onto the centre frame (the formula in the module docstring).
+
+    Args:
+        centre_low: `low_luma` of the centre frame.
+        warped: the neighbour warped onto the centre frame.
+        ratio: the neighbour's sharpness over the centre's (no weight unless > 1).
+        visible: occlusion mask x validity of the warp.
+    """
+    if ratio <= 1:
+        return np.zeros(centre_low.shape, np.float32)
+    agree = sensitivity / (sensitivity + np.abs(low_luma(warped, compare_sigma) - centre_low))
+    return (strength * (ratio - 1.0) ** power * visible * agree).astype(np.float32)
 
 
 class LuckyFusion(Stage):
@@ -77,18 +97,15 @@ class LuckyFusion(Stage):
         return {"radius": self.radius, "power": self.power, "strength": self.strength, "sensitivity": self.sensitivity,
                 "compare_sigma": self.compare_sigma, "flow": self.flow.config()}
 
-    def _low(self, rgb: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(rgb_to_y(rgb), (0, 0), self.compare_sigma)
-
     def process(self, window: Window) -> np.ndarray:
         frames = [f.rgb for f in window.frames]
         c = window.center
         x = frames[c]
-        sharpness = [sharpness_half(f) for f in frames]
+        sharpness = [laplacian_variance(f, scale=0.5) for f in frames]
         if max(sharpness) <= sharpness[c]:
             return x
         prep_x = self.flow.prepare(x)
-        low_x = self._low(x)
+        low_x = low_luma(x, self.compare_sigma)
         size = x.shape[:2]
         acc = x.astype(np.float32).copy()
         wsum = np.ones(size, np.float32)
@@ -101,9 +118,8 @@ class LuckyFusion(Stage):
             f_ij = self.flow.flow_prepared(prep_x, prep_j, size)
             f_ji = self.flow.flow_prepared(prep_j, prep_x, size)
             warped, valid = backward_warp(f, f_ij, interpolation=cv2.INTER_CUBIC)
-            agree = self.sensitivity / (self.sensitivity + np.abs(self._low(warped) - low_x))
-            gain = self.strength * (sharpness[j] / max(sharpness[c], 1e-12) - 1.0) ** self.power
-            w = gain * occlusion_mask(f_ij, f_ji) * valid * agree
+            w = neighbour_weight(low_x, warped, sharpness[j] / max(sharpness[c], 1e-12), occlusion_mask(f_ij, f_ji) * valid,
+                                 self.power, self.strength, self.sensitivity, self.compare_sigma)
             acc += w[..., None] * warped
             wsum += w
         return np.clip(acc / wsum[..., None], 0.0, 1.0)
