@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ..errors import VidrestoreError
+from .warp import resize_field
 
 
 def to_grey_u8(rgb: np.ndarray) -> np.ndarray:
@@ -48,10 +49,7 @@ class FlowEstimator:
         """Flow a -> b from prepared inputs, at working scale, or resized to `size` = (H, W) when given."""
         flow = self._fn(a, b)
         if size is not None and flow.shape[:2] != size:
-            sy, sx = size[0] / flow.shape[0], size[1] / flow.shape[1]
-            flow = cv2.resize(flow, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-            flow[..., 0] *= sx
-            flow[..., 1] *= sy
+            flow = resize_field(flow, size, is_flow=True)
         return flow
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

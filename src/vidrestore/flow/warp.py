@@ -13,6 +13,28 @@ def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+def resize_field(field: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int] | None = None,
+                 is_flow: bool = False) -> np.ndarray:
+    """Bilinearly resize a map (flow or mask, computed at a working scale) to `size` = (H, W).
+
+    With `box` = (y0, y1, x0, x1) only that part of the resized map is made (what
+    ``cv2.resize(field, (W, H))[y0:y1, x0:x1]`` gives, without resizing the rest): training
+    crops and tiles read flows kept at a quarter of the frame's size. A flow's vectors are
+    scaled by the size ratio per axis.
+    """
+    h, w = field.shape[:2]
+    big_h, big_w = size
+    y0, y1, x0, x1 = box if box is not None else (0, big_h, 0, big_w)
+    rx, ry = w / big_w, h / big_h
+    xs = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * rx - 0.5)[None, :].repeat(y1 - y0, 0)
+    ys = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * ry - 0.5)[:, None].repeat(x1 - x0, 1)
+    out = cv2.remap(np.ascontiguousarray(field, dtype=np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if is_flow:
+        out[..., 0] *= 1 / rx
+        out[..., 1] *= 1 / ry
+    return out
+
+
 def backward_warp(image: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_REPLICATE,
                   interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
     """Sample `image` at p + flow(p) (bilinear by default).
