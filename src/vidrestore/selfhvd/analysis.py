@@ -1,0 +1,289 @@
+"""One cached pass over a video that prepares what self-supervised training reads.
+
+`analyze_video(path)` decodes the video once, streaming, and writes into a folder of the work
+directory, keyed by the input's content hash and the settings (so training, a resumed run and
+`vidrestore analyze` share it, and a re-run skips the work):
+
+* ``frames.npy``   (T, H, W, 3) uint8 RGB: the training input, memory-mapped, read by crops;
+* ``grey.npy``     (T, h, w) uint8 luma at the label flow's working scale;
+* ``next.npy``, ``prev.npy`` (T-1, h', w', 2) float16: flow t -> t+1 and t+1 -> t between
+  consecutive frames at the (coarser) alignment scale, which align a frame's neighbours onto it
+  (`VideoAnalysis.aligned`);
+* ``label_flow.npy`` (T, h, w, 2) float16: flow i -> j(i) to the sharp frame supervising i;
+* ``label_mask.npy`` (T, h, w) uint8: validity x occlusion x uncertainty of that label, 0-255;
+* ``analysis.json``: sharpness, the selection, partners j(i), the settings, the video's size.
+
+Flows and masks stay at their working scale and are resized for the crops that training reads
+(`vidrestore.flow.resize_field`), which keeps the cache small: for a 10 s 720p clip about 0.8
+GB of frames and 0.4 GB of flows and masks. Label flows are computed at half size: against the
+ground truth of synthesized clips, sharp frames warped with flow at a quarter of the size (as
+the SelfHVD authors do with SEA-RAFT) lost 2-3 dB to flow at half size with DIS; consecutive
+frames differ less, and the network corrects small misalignments of its input, so their flows
+are computed at a quarter of the size. Everything is written with numpy's .npy format, so
+it is memory-mapped rather than loaded.
+
+Which sharp frame supervises a blurry frame: the nearest selected frame in time, the sharper
+one on a tie (docs/selfhvd-method.md sec. 8, question 2). Sharp frames label themselves (zero
+flow, full mask); frames of a video without sharp frames have no label (partner -1, mask 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import VidrestoreError
+from ..flow import FlowEstimator, backward_warp, create_flow, resize_field
+from ..io import VideoReader, probe
+from ..io.paths import atomic_write_text, config_key, content_hash
+from ..pipeline import default_work_dir
+from ..pipeline.prefetch import prefetch
+from ..pipeline.progress import progress_bar
+from .labels import label_mask
+from .selection import DEFAULT_BLOCK, DEFAULT_MAX_SPREAD, DEFAULT_MIN_RATIO, SHARPNESS_SCALE, Selection, frame_sharpness, select_sharp
+
+ANALYSIS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that changes an analysis (part of its cache key).
+
+    Attributes:
+        block, min_ratio, max_spread: sharp-frame selection (`select_sharp`).
+        sharpness_scale: scale at which sharpness is measured.
+        flow_preset: OpenCV DIS preset of every flow.
+        label_scale: working scale of the label flows and masks.
+        align_scale: working scale of the flows between consecutive frames.
+        occlusion_slope: soft occlusion mask slope per working-scale pixel of round-trip error.
+        uncertainty_threshold: threshold on the per-frame normalised uncertainty.
+    """
+
+    block: int = DEFAULT_BLOCK
+    min_ratio: float = DEFAULT_MIN_RATIO
+    max_spread: float = DEFAULT_MAX_SPREAD
+    sharpness_scale: float = SHARPNESS_SCALE
+    flow_preset: str = "medium"
+    label_scale: float = 0.5
+    align_scale: float = 1.0
+    occlusion_slope: float = 0.8
+    uncertainty_threshold: float = 0.5
+
+    def flow(self, scale: float) -> FlowEstimator:
+        return create_flow("dis", scale=scale, preset=self.flow_preset)
+
+
+def to_u8(rgb: np.ndarray) -> np.ndarray:
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+class VideoAnalysis:
+    """A finished analysis, memory-mapped from its folder (see the module docstring)."""
+
+    def __init__(self, folder: Path):
+        self.dir = Path(folder)
+        meta = json.loads((self.dir / "analysis.json").read_text())
+        self.meta = meta
+        self.settings = AnalysisSettings(**meta["settings"])
+        self.width, self.height, self.count = meta["width"], meta["height"], meta["frames"]
+        load = lambda name: np.load(self.dir / name, mmap_mode="r")  # noqa: E731
+        self.frames = load("frames.npy")
+        self.grey = load("grey.npy")
+        self.next_flow = load("next.npy")
+        self.prev_flow = load("prev.npy")
+        self.label_flow = load("label_flow.npy")
+        self.label_mask = load("label_mask.npy")
+        sel = meta["selection"]
+        self.selection = Selection(np.array(meta["sharpness"], np.float32), np.array(meta["sharp"], bool), sel["block"],
+                                   sel["thresholds"], sel["standing_out"], sel["params"])
+        self.partner = np.array(meta["partner"], np.int64)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def frame(self, i: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Frame i (or its `box` = (y0, y1, x0, x1)) as float32 RGB in [0, 1]."""
+        y0, y1, x0, x1 = box or (0, self.height, 0, self.width)
+        return self.frames[i, y0:y1, x0:x1].astype(np.float32) * (1 / 255.0)
+
+    def _warp(self, j: int, flow: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Frame j sampled (bicubic) at the box's pixels displaced by `flow`; float32 RGB and validity."""
+        flow = flow.copy()
+        flow[..., 0] += box[2]
+        flow[..., 1] += box[0]
+        warped, valid = backward_warp(np.asarray(self.frames[j]), flow, interpolation=cv2.INTER_CUBIC)
+        return warped.astype(np.float32) * (1 / 255.0), valid
+
+    def label(self, i: int, box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The aligned sharp label of frame i and its mask (float32, full resolution, within `box`).
+
+        The sharp frame j(i) is backward-warped (bicubic) by the label flow resized to full
+        resolution; the mask is the stored working-scale mask, resized, times the full-resolution
+        validity of the warp. A frame without a partner gets its own frame and a zero mask.
+        """
+        box = box or (0, self.height, 0, self.width)
+        y0, y1, x0, x1 = box
+        j = int(self.partner[i])
+        if j < 0:
+            return self.frame(i, box), np.zeros((y1 - y0, x1 - x0), np.float32)
+        if j == i:
+            return self.frame(i, box), np.ones((y1 - y0, x1 - x0), np.float32)
+        warped, valid = self._warp(j, resize_field(self.label_flow[i], self.size, box, is_flow=True), box)
+        mask = resize_field(self.label_mask[i].astype(np.float32) * (1 / 255.0), self.size, box)
+        return warped, mask * valid
+
+    def label_coverage(self, i: int) -> float:
+        """Share of frame i that its label covers (mean of the working-scale mask)."""
+        return float(np.asarray(self.label_mask[i]).mean() / 255.0)
+
+    def follow(self, px: np.ndarray, py: np.ndarray, i: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Move points (px, py) of frame i to where they lie in frame t, along the consecutive flows.
+
+        Step by step: p <- p + f_{k->k+1}(p) (or f_{k->k-1} going back), each flow sampled
+        bilinearly at the current point; so f_{i->t}(p) = f_{i->i+1}(p) + f_{i+1->t}(p + f_{i->i+1}(p)).
+        """
+        h, w = self.next_flow.shape[1:3]
+        rx, ry = w / self.width, h / self.height
+        px, py = px.astype(np.float32), py.astype(np.float32)
+        step = 1 if t > i else -1
+        for k in range(i, t, step):
+            field = self.next_flow[k] if step > 0 else self.prev_flow[k - 1]
+            lx, ly = (px + 0.5) * rx - 0.5, (py + 0.5) * ry - 0.5
+            f = cv2.remap(np.asarray(field, np.float32), lx, ly, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            px = px + f[..., 0] / rx
+            py = py + f[..., 1] / ry
+        return px, py
+
+    def flow_to(self, i: int, t: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Flow i -> t at full resolution within `box`, composed from consecutive flows (`follow`)."""
+        box = box or (0, self.height, 0, self.width)
+        ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+        px, py = self.follow(xs, ys, i, t)
+        return np.stack([px - xs, py - ys], axis=-1)
+
+    def round_trip_error(self, i: int, t: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """||p - back(forth(p))|| in pixels for the box's pixels of frame i, going to frame t and back; inf out of view."""
+        box = box or (0, self.height, 0, self.width)
+        ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+        qx, qy = self.follow(xs, ys, i, t)
+        rx, ry = self.follow(qx, qy, t, i)
+        err = np.hypot(rx - xs, ry - ys)
+        out = (qx < 0) | (qy < 0) | (qx > self.width - 1) | (qy > self.height - 1)
+        return np.where(out, np.inf, err).astype(np.float32)
+
+    def consecutive_flows(self, box: tuple[int, int, int, int], indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Flows t -> t+1 and t+1 -> t between the frames `indices` (consecutive or repeated), full resolution in `box`."""
+        nxt, prv = [], []
+        for a, b in zip(indices, indices[1:]):
+            if b == a + 1:
+                nxt.append(resize_field(self.next_flow[a], self.size, box, is_flow=True))
+                prv.append(resize_field(self.prev_flow[a], self.size, box, is_flow=True))
+            else:  # a frame repeated at the video's end: no motion
+                zero = np.zeros((box[1] - box[0], box[3] - box[2], 2), np.float32)
+                nxt.append(zero)
+                prv.append(zero)
+        return np.stack(nxt), np.stack(prv)
+
+
+def analysis_key(path: Path, settings: AnalysisSettings) -> str:
+    return config_key("selfhvd-analysis", ANALYSIS_VERSION, content_hash(path), asdict(settings))
+
+
+def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = AnalysisSettings(), *,
+                  work_dir: str | os.PathLike | None = None, progress: bool = True) -> VideoAnalysis:
+    """Analyse `path` (or reuse the cached analysis): frames, sharpness, selection, flows, labels."""
+    src = Path(path)
+    info = probe(src)
+    root = Path(work_dir) if work_dir is not None else default_work_dir()
+    folder = root / "cache" / f"selfhvd-{analysis_key(src, settings)}"
+    if (folder / ".complete").exists():
+        return VideoAnalysis(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.mkdir(parents=True)
+    except OSError as err:
+        raise VidrestoreError(f"cannot use work directory ({err.strerror or err})", root) from None
+    t0 = time.perf_counter()
+    _decode_pass(src, info, settings, folder, progress)
+    meta = json.loads((folder / "analysis.json").read_text())
+    selection = select_sharp(np.array(meta["sharpness"]), settings.block, settings.min_ratio, settings.max_spread)
+    partner = selection.nearest_sharp()
+    _label_pass(folder, partner, settings, progress)
+    meta.update({"sharp": selection.sharp.tolist(), "partner": partner.tolist(),
+                 "selection": {k: v for k, v in selection.to_dict().items() if k != "per_frame"},
+                 "seconds": time.perf_counter() - t0})
+    atomic_write_text(folder / "analysis.json", json.dumps(meta))
+    (folder / ".complete").touch()
+    return VideoAnalysis(folder)
+
+
+def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, progress: bool) -> None:
+    """Decode once: frames, sharpness, working-scale luma and the consecutive flows."""
+    label_flow, align_flow = settings.flow(settings.label_scale), settings.flow(settings.align_scale)
+    n = info.frame_count
+    if n < 2:
+        raise VidrestoreError(f"self-supervised training needs at least 2 frames, not {n}", src)
+    blank = np.zeros((info.height, info.width, 3), np.float32)
+    h, w = label_flow.prepare(blank).shape
+    ha, wa = align_flow.prepare(blank).shape
+    mm = lambda name, shape, dtype: np.lib.format.open_memmap(folder / name, "w+", dtype, shape)  # noqa: E731
+    frames = mm("frames.npy", (n, info.height, info.width, 3), np.uint8)
+    grey = mm("grey.npy", (n, h, w), np.uint8)
+    nxt = mm("next.npy", (n - 1, ha, wa, 2), np.float16)
+    prv = mm("prev.npy", (n - 1, ha, wa, 2), np.float16)
+    sharpness = []
+    prev = None
+    bar = progress_bar(n, "analyse (frames, sharpness, flow)", progress)
+    try:
+        for f in prefetch(VideoReader(src, info).frames()):
+            i = f.index
+            if i >= n:
+                raise VidrestoreError(f"the video holds more frames than the {n} its container declares", src)
+            frames[i] = to_u8(f.rgb)
+            sharpness.append(frame_sharpness(f.rgb, settings.sharpness_scale))
+            grey[i] = label_flow.prepare(f.rgb)
+            small = cv2.resize(grey[i], (wa, ha), interpolation=cv2.INTER_AREA)
+            if prev is not None:
+                nxt[i - 1] = align_flow.flow_prepared(prev, small)
+                prv[i - 1] = align_flow.flow_prepared(small, prev)
+            prev = small
+            bar.update(1)
+    finally:
+        bar.close()
+    for a in (frames, grey, nxt, prv):
+        a.flush()
+    meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": info.width,
+            "height": info.height, "fps": float(info.fps or 25), "settings": asdict(settings), "sharpness": sharpness}
+    atomic_write_text(folder / "analysis.json", json.dumps(meta))
+
+
+def _label_pass(folder: Path, partner: np.ndarray, settings: AnalysisSettings, progress: bool) -> None:
+    """Flow and mask of each frame's label (from the working-scale luma written by the decode pass)."""
+    flow = settings.flow(settings.label_scale)
+    grey = np.load(folder / "grey.npy", mmap_mode="r")
+    n, h, w = grey.shape
+    lf = np.lib.format.open_memmap(folder / "label_flow.npy", "w+", np.float16, (n, h, w, 2))
+    lm = np.lib.format.open_memmap(folder / "label_mask.npy", "w+", np.uint8, (n, h, w))
+    bar = progress_bar(n, "analyse (labels)", progress)
+    try:
+        for i, j in enumerate(partner):
+            if j == i:
+                lm[i] = 255
+            elif j >= 0:
+                gi, gj = np.asarray(grey[i]), np.asarray(grey[j])
+                f_ij, f_ji = flow.flow_prepared(gi, gj), flow.flow_prepared(gj, gi)
+                lf[i] = f_ij
+                lm[i] = to_u8(label_mask(gi, gj, f_ij, f_ji, settings.occlusion_slope, settings.uncertainty_threshold))
+            bar.update(1)
+    finally:
+        bar.close()
+    lf.flush()
+    lm.flush()

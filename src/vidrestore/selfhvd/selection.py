@@ -1,0 +1,191 @@
+"""Sharp-frame selection: Laplacian variance per frame, Otsu's threshold per block of frames.
+
+SelfHVD (Xu et al., CVPR 2026, sec. 3.2; docs/selfhvd-method.md sec. 2.3) finds the frames where
+the phone's stabilizer worked by the variance of the Laplacian, thresholded with Otsu's method
+(Otsu, IEEE SMC 1979) over segments of 20 frames, so that sharp frames are picked all along the
+video rather than only where the scene happens to hold more texture.
+
+Choices the paper leaves open, and ours (measured on clips from `vidrestore synth handheld`,
+figures in the README):
+
+* Sharpness is the variance of the Laplacian of the BT.601 luma at full resolution, the
+  paper's measure (the authors' code takes it on the 8-bit RGB image; luma ranks frames the
+  same and is what compression keeps best). At half resolution selection was less accurate.
+* Otsu runs on log sharpness: blur scales the Laplacian's variance by a factor, so the two
+  classes are separated by a ratio, and the log makes that a distance whatever the scene's
+  contrast.
+* Sharp frames of one scene form a tight class, blurry ones spread widely (a little to a lot of
+  blur). Plain Otsu then often splits the blurry frames among themselves and calls the mildly
+  blurred ones sharp. So while the upper class spans more than `max_spread` (ratio of its
+  sharpest to its least sharp frame), Otsu is applied again within it.
+* A block "stands out" when its two Otsu classes differ by at least `min_ratio` in sharpness
+  (geometric means). A block that does not (all frames alike: all sharp, or all blurry, or a
+  static shot) selects nothing on its own; its frames are then judged against the classes of
+  the blocks that did separate (sharp if closer to their sharp class, in log sharpness). A
+  video where no block stands out is reported as having no clear sharp frames.
+* Every block that stands out keeps at least one frame: its sharpest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from ..metrics.blur import laplacian_variance
+
+SHARPNESS_SCALE = 1.0
+DEFAULT_BLOCK = 20
+DEFAULT_MIN_RATIO = 1.25
+DEFAULT_MAX_SPREAD = 1.5
+MIN_SHARP_SHARE = 0.05  # fewer selected frames than this share (or than 2) is "too few to train on"
+
+
+def frame_sharpness(rgb: np.ndarray, scale: float = SHARPNESS_SCALE) -> float:
+    """Variance of the Laplacian of the luma at `scale` of the frame's size (larger = sharper)."""
+    return laplacian_variance(rgb, scale)
+
+
+@dataclass
+class Selection:
+    """Which frames are sharp, and why.
+
+    Attributes:
+        sharpness: per-frame Laplacian variance.
+        sharp: per-frame selection.
+        block: block length in frames.
+        thresholds: per block, the Otsu threshold on sharpness (None where the block did not stand out).
+        standing_out: per block, whether its frames split into two clearly different classes.
+    """
+
+    sharpness: np.ndarray
+    sharp: np.ndarray
+    block: int
+    thresholds: list[float | None]
+    standing_out: list[bool]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return len(self.sharp)
+
+    @property
+    def count(self) -> int:
+        return int(self.sharp.sum())
+
+    @property
+    def share(self) -> float:
+        return self.count / max(1, self.frames)
+
+    @property
+    def longest_gap(self) -> int:
+        """Longest run of consecutive frames without a selected one."""
+        best = run = 0
+        for s in self.sharp:
+            run = 0 if s else run + 1
+            best = max(best, run)
+        return best
+
+    @property
+    def problem(self) -> str | None:
+        """Why this video cannot supervise itself, or None when it can (SelfHVD's stated limitation)."""
+        if not any(self.standing_out):
+            return "no clear sharp frames: every frame is about as sharp as the others (all blurry, or all sharp)"
+        if self.count < max(2, MIN_SHARP_SHARE * self.frames):
+            return (f"too few sharp frames: {self.count} of {self.frames} "
+                    f"(need at least {max(2, int(np.ceil(MIN_SHARP_SHARE * self.frames)))})")
+        return None
+
+    def nearest_sharp(self) -> np.ndarray:
+        """Per frame, the nearest selected frame (itself if selected; ties: the sharper); -1 if none."""
+        idx = np.flatnonzero(self.sharp)
+        out = np.full(self.frames, -1, np.int64)
+        if len(idx) == 0:
+            return out
+        for i in range(self.frames):
+            d = np.abs(idx - i)
+            near = idx[d == d.min()]
+            out[i] = near[np.argmax(self.sharpness[near])]
+        return out
+
+    def summary(self) -> dict:
+        return {"frames": self.frames, "sharp_frames": self.count, "sharp_share": round(self.share, 4),
+                "longest_gap": self.longest_gap, "blocks": len(self.standing_out),
+                "blocks_standing_out": int(sum(self.standing_out)), "problem": self.problem, "params": self.params}
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), "block": self.block,
+                "thresholds": [None if t is None else float(t) for t in self.thresholds],
+                "standing_out": [bool(x) for x in self.standing_out],
+                "per_frame": [{"index": i, "sharpness": float(v), "sharp": bool(s)}
+                              for i, (v, s) in enumerate(zip(self.sharpness, self.sharp))]}
+
+
+def _otsu(x: np.ndarray) -> float:
+    return float(threshold_otsu(x, nbins=max(16, 8 * len(x))))
+
+
+def _otsu_split(logv: np.ndarray, max_spread: float) -> tuple[float, float, float] | None:
+    """Threshold on log sharpness and the two class means, or None when all values are equal.
+
+    Otsu's threshold, applied again within the upper class while that class spans more than
+    `max_spread` (see the module docstring).
+    """
+    if np.ptp(logv) < 1e-9:
+        return None
+    t = _otsu(logv)
+    while True:
+        hi = logv[logv > t]
+        if len(hi) < 2 or np.ptp(hi) <= np.log(max_spread):
+            break
+        t = _otsu(hi)
+    lo, hi = logv[logv <= t], logv[logv > t]
+    if len(lo) == 0 or len(hi) == 0:
+        return None
+    return t, float(lo.mean()), float(hi.mean())
+
+
+def select_sharp(sharpness: np.ndarray, block: int = DEFAULT_BLOCK, min_ratio: float = DEFAULT_MIN_RATIO,
+                 max_spread: float = DEFAULT_MAX_SPREAD) -> Selection:
+    """Select sharp frames from per-frame sharpness with Otsu's threshold per block (module docstring).
+
+    Args:
+        sharpness: per-frame Laplacian variance (positive).
+        block: frames per block; a last block shorter than half a block joins the one before.
+        min_ratio: how much sharper (geometric means) the sharp class must be for a block to stand out.
+        max_spread: widest ratio of sharpness within the sharp class.
+    """
+    v = np.asarray(sharpness, np.float64)
+    if block < 2:
+        raise ValueError(f"block must be at least 2 frames, not {block}")
+    logv = np.log(np.maximum(v, 1e-6))
+    n = len(v)
+    starts = list(range(0, n, block))
+    if len(starts) > 1 and n - starts[-1] < block / 2:
+        starts.pop()
+    bounds = list(zip(starts, starts[1:] + [n]))
+    sharp = np.zeros(n, bool)
+    thresholds: list[float | None] = []
+    standing: list[bool] = []
+    sharp_means, blurry_means = [], []
+    for a, b in bounds:
+        split = _otsu_split(logv[a:b], max_spread)
+        if split is None or split[2] - split[1] < np.log(min_ratio):
+            thresholds.append(None)
+            standing.append(False)
+            continue
+        t, lo, hi = split
+        sharp[a:b] = logv[a:b] > t
+        sharp[a + int(np.argmax(logv[a:b]))] = True
+        thresholds.append(float(np.exp(t)))
+        standing.append(True)
+        sharp_means.append(hi)
+        blurry_means.append(lo)
+    if sharp_means:
+        mid = (np.mean(sharp_means) + np.mean(blurry_means)) / 2
+        for (a, b), ok in zip(bounds, standing):
+            if not ok:
+                sharp[a:b] = logv[a:b] > mid
+    params = {"block": block, "min_ratio": min_ratio, "max_spread": max_spread}
+    return Selection(v.astype(np.float32), sharp, block, thresholds, standing, params)

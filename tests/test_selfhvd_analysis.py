@@ -1,0 +1,162 @@
+"""SelfHVD part 1: sharp-frame selection, flow, occlusion masks, cached labels, `vidrestore analyze`."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import psnr, run_cli, textured_scene
+from vidrestore.errors import VidrestoreError
+from vidrestore.flow import create_flow, occlusion_mask
+from vidrestore.io import read_frames
+from vidrestore.selfhvd import AnalysisSettings, analyze_video, select_sharp
+from vidrestore.selfhvd import analysis as analysis_mod
+from vidrestore.selfhvd.window import warp_onto
+from vidrestore.synth.handheld import load_labels, synth_handheld
+from vidrestore.synth.shake import ShakeSettings
+
+
+@pytest.fixture(scope="module")
+def shaky(sharp_video, tmp_path_factory):
+    """A handheld clip with ground truth made from conftest's sharp pan (blur doubled: the clip is small)."""
+    return synth_handheld(sharp_video, tmp_path_factory.mktemp("shaky") / "clip", ShakeSettings(seed=4, blur_strength=2.0),
+                          progress=False)
+
+
+@pytest.fixture(scope="module")
+def analysed(shaky, tmp_path_factory):
+    return analyze_video(shaky.blurry, work_dir=tmp_path_factory.mktemp("work"), progress=False)
+
+
+def test_otsu_picks_the_sharp_frames_of_a_bimodal_sequence():
+    rng = np.random.default_rng(0)
+    sharp = rng.random(60) < 0.35
+    sharp[[0, 25, 47]] = True  # at least one per block
+    # sharp frames near 1000, blurry ones spread from 100 to 600, a slow change of scene on top
+    v = np.where(sharp, rng.uniform(900, 1100, 60), rng.uniform(100, 600, 60)) * np.linspace(1, 1.6, 60)
+    s = select_sharp(v)
+    assert np.array_equal(s.sharp, sharp)
+    assert s.problem is None and all(s.standing_out)
+    assert s.longest_gap == max(len(run) for run in "".join("s" if x else "b" for x in sharp).split("s"))
+
+
+def test_mildly_blurred_frames_are_not_called_sharp():
+    """Blurry frames spread widely; plain Otsu would split them and call the mild ones sharp."""
+    v = np.array([1000, 990, 1010, 850, 700, 400, 200, 100, 60, 1005, 30, 20, 995, 650, 300, 120, 80, 1000, 40, 10.0])
+    s = select_sharp(v)
+    assert s.sharp.tolist() == [x > 900 for x in v]
+
+
+def test_identical_sharpness_is_reported_as_no_clear_sharp_frames():
+    s = select_sharp(np.full(45, 500.0))
+    assert not s.sharp.any() and not any(s.standing_out)
+    assert "no clear sharp frames" in s.problem
+    few = select_sharp(np.r_[np.full(59, 100.0), 1000.0], block=60)
+    assert few.count == 1 and "too few sharp frames" in few.problem
+
+
+def test_nearest_sharp_partner_prefers_the_sharper_on_a_tie():
+    v = np.array([100, 900, 100, 1000, 100, 100.0])
+    s = select_sharp(v, block=6)
+    assert s.sharp.tolist() == [False, True, False, True, False, False]
+    assert s.nearest_sharp().tolist() == [1, 1, 3, 3, 3, 3]
+
+
+def test_flow_recovers_a_known_subpixel_shift():
+    scene = textured_scene(np.random.default_rng(1), 360, 240)
+    shift = (2.3, -1.7)
+    moved = cv2.warpAffine(scene, np.float32([[1, 0, -shift[0]], [0, 1, -shift[1]]]), (360, 240), flags=cv2.INTER_CUBIC,
+                           borderMode=cv2.BORDER_REFLECT)
+    flow = create_flow("dis")(scene, moved)  # scene(p) ~ moved(p + d) with d = -shift
+    inner = flow[20:-20, 20:-20].reshape(-1, 2)
+    assert np.allclose(np.median(inner, axis=0), [-shift[0], -shift[1]], atol=0.1)
+
+
+def test_occlusion_mask_marks_the_region_a_moving_object_covers():
+    rng = np.random.default_rng(2)
+    background = textured_scene(rng, 240, 160)
+    square = textured_scene(rng, 60, 60)
+    a, b = background.copy(), background.copy()
+    a[50:110, 60:120] = square
+    b[50:110, 80:140] = square  # the square moves 20 px right and covers a strip of background
+    flow = create_flow("dis")
+    occ = occlusion_mask(flow(a, b), flow(b, a))
+    covered = occ[60:100, 124:136]   # background in a, hidden under the square in b
+    far = occ[10:40, 160:230]        # background seen in both
+    assert covered.mean() < 0.5 < 0.9 < far.mean(), (covered.mean(), far.mean())
+
+
+def test_selection_matches_the_synthesizers_labels(shaky, analysed):
+    truth = np.array([f["sharp"] for f in load_labels(shaky.dir)["frames"]])
+    acc = (analysed.selection.sharp == truth).mean()
+    assert acc >= 0.85, (acc, analysed.selection.sharp.astype(int), truth.astype(int))
+
+
+def test_masks_keep_aligned_pixels_and_drop_misaligned_ones(shaky, analysed):
+    """Inside the final mask the warped sharp frame is much closer to the ground truth than outside."""
+    gt = [f.rgb for f in read_frames(shaky.gt)]
+    inside, everywhere = [], []
+    for i in range(analysed.count):
+        j = analysed.partner[i]
+        if j < 0 or j == i:
+            continue
+        label, mask = analysed.label(i)
+        err = ((label - gt[i]) ** 2).mean(-1)[8:-8, 8:-8]
+        m = mask[8:-8, 8:-8]
+        inside.append((err * m).sum() / m.sum())
+        everywhere.append(err.mean())
+    assert inside, "no blurry frame got a label"
+    masked, unmasked = (10 * np.log10(1 / np.mean(e)) for e in (inside, everywhere))
+    assert masked > unmasked + 1.0, (masked, unmasked)
+    sharp = np.flatnonzero(analysed.partner == np.arange(analysed.count))
+    label, mask = analysed.label(int(sharp[0]))
+    assert mask.min() == 1 and psnr(label, analysed.frame(int(sharp[0]))) == float("inf")
+
+
+def test_analysis_is_cached_and_keyed_by_its_settings(shaky, tmp_path, monkeypatch):
+    calls = []
+    real = analysis_mod._decode_pass
+    monkeypatch.setattr(analysis_mod, "_decode_pass", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    first = analyze_video(shaky.blurry, work_dir=tmp_path, progress=False)
+    again = analyze_video(shaky.blurry, work_dir=tmp_path, progress=False)
+    assert len(calls) == 1 and again.dir == first.dir
+    other = analyze_video(shaky.blurry, AnalysisSettings(block=10), work_dir=tmp_path, progress=False)
+    assert len(calls) == 2 and other.dir != first.dir
+    assert isinstance(first.frames, np.memmap) and first.frames.shape == (first.count, first.height, first.width, 3)
+
+
+def test_aligned_neighbour_lands_on_the_centre_frame(analysed):
+    """Frame t warped onto frame i with the composed consecutive flows matches frame i better than t itself."""
+    i, t = 10, 12
+    box = (16, analysed.height - 16, 16, analysed.width - 16)
+    centre = analysed.frame(i, box)
+    aligned = warp_onto(analysed, i, t, analysed.frames[t], box)
+    assert psnr(aligned, centre) > psnr(analysed.frame(t, box), centre) + 3
+
+
+def test_analyze_cli_writes_timeline_panel_and_json(shaky, tmp_path):
+    out = tmp_path / "report"
+    r = run_cli("analyze", shaky.blurry, "-o", out, "--panel", "5", "-q", "--work-dir", tmp_path / "w")
+    assert r.returncode == 0, r.stderr
+    assert "frames sharp" in r.stdout
+    for name in ("sharpness.png", "sharpness.csv", "analysis.json", "panel_00005.png"):
+        assert (out / name).stat().st_size > 0
+    panel = cv2.imread(str(out / "panel_00005.png"))
+    assert panel.shape[0] > 2 * 150 and panel.shape[1] > 3 * 250
+    r = run_cli("analyze", shaky.blurry, "-o", out, "--json", "-q")
+    data = json.loads(r.stdout)
+    assert len(data["per_frame"]) == 36 and {"sharpness", "sharp"} <= set(data["per_frame"][0])
+    r = run_cli("analyze", tmp_path / "missing.mp4")
+    assert r.returncode == 1 and "missing.mp4" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_analysis_of_too_short_a_video_is_a_clear_error(tmp_path):
+    from vidrestore.io import write_video
+
+    one = tmp_path / "one.mkv"
+    write_video(one, [np.zeros((32, 32, 3), np.float32)], 25)
+    with pytest.raises(VidrestoreError, match="at least 2 frames"):
+        analyze_video(one, work_dir=tmp_path, progress=False)
