@@ -105,6 +105,175 @@ def _probe_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _analysis_settings(args: argparse.Namespace):
+    from .selfhvd import AnalysisSettings
+
+    return AnalysisSettings(block=args.block)
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs (default auto: CUDA if present)")
+
+
+@_subcommand
+def _analyze_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "analyze", "find the sharp frames of a handheld video: sharpness timeline (PNG, CSV), summary", [
+        "vidrestore analyze clip.mp4                       # writes clip-analysis/sharpness.png, .csv, analysis.json",
+        "vidrestore analyze clip.mp4 --json                # per-frame sharpness and selection on stdout",
+        "vidrestore analyze clip.mp4 --panel 12 --panel 40 # also: what supervision frames 12 and 40 would get",
+    ])
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("-o", "--output", type=Path, help="folder for the plot, CSV and JSON (default ./NAME-analysis)")
+    p.add_argument("--json", action="store_true", help="print the per-frame sharpness and selection as JSON")
+    p.add_argument("--block", type=int, default=20, help="frames per selection block (default 20, as in SelfHVD)")
+    p.add_argument("--panel", type=int, action="append", default=[], metavar="FRAME",
+                   help="write a PNG of the label and masks of this frame (repeatable; builds the labels)")
+    p.add_argument("--work-dir", type=Path, help="where the analysis is cached (default ~/.cache/vidrestore)")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        import json
+
+        from .selfhvd import analyze_video
+        from .selfhvd.report import label_panel, sharpness_timeline, write_timeline
+
+        settings = _analysis_settings(args)
+        out = args.output or Path(f"{args.input.stem}-analysis")
+        if args.panel:
+            analysis = analyze_video(args.input, settings, work_dir=args.work_dir, progress=not args.quiet)
+            selection = analysis.selection
+            panels = [label_panel(analysis, i, out / f"panel_{i:05d}.png") for i in args.panel]
+        else:
+            selection, panels = sharpness_timeline(args.input, settings, progress=not args.quiet), []
+        paths = write_timeline(selection, out, args.input.name)
+        if args.json:
+            print(json.dumps(selection.to_dict(), indent=1))
+            return 0
+        s = selection.summary()
+        print(f"{args.input}: {s['sharp_frames']} of {s['frames']} frames sharp ({s['sharp_share']:.0%}); "
+              f"longest run without a sharp frame: {s['longest_gap']} frames; "
+              f"{s['blocks_standing_out']} of {s['blocks']} blocks of {args.block} frames hold clearly sharp frames")
+        if s["problem"]:
+            print(f"warning: {s['problem']}: SelfHVD cannot supervise this video with itself")
+        print(f"wrote {paths['plot']}, {paths['csv'].name}, {paths['json'].name}" + "".join(f", {p.name}" for p in panels))
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="unet", help="network: unet (default, CPU-friendly) or recurrent")
+    p.add_argument("--recipe", choices=["selfhvd", "ren"], default="selfhvd", help="selfhvd (default) or ren (Ren et al. baseline)")
+    p.add_argument("--no-sevd", action="store_true", help="ablation: leave out SEVD (RSCR + SIS)")
+    p.add_argument("--no-scscm", action="store_true", help="ablation: leave out SCSCM")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--block", type=int, default=20, help="frames per sharp-frame selection block (default 20)")
+    _device_option(p)
+
+
+def _train_settings(args: argparse.Namespace):
+    from .selfhvd.train import TrainSettings
+
+    return TrainSettings(model=args.arch, recipe=args.recipe, sevd=not args.no_sevd, scscm=not args.no_scscm, seed=args.seed)
+
+
+@_subcommand
+def _deblur_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "deblur", "deblur a handheld video by training on its own sharp frames (SelfHVD), or with a trained model", [
+        "vidrestore deblur shaky.mp4 -o sharp.mp4                      # train on the video itself (about 5 min), then deblur",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --model phone.safetensors --adapt 200",
+        "(audio, subtitles, timestamps and colour are kept; an interrupted run resumes when run again)",
+    ])
+    p.add_argument("input", type=Path, help="the blurry video")
+    p.add_argument("--budget", default="5m", help="training budget: minutes (5m), seconds (90s), hours (1h) or steps (800); default 5m")
+    p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch")
+    p.add_argument("--adapt", type=int, default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
+    p.add_argument("--tile", type=int, default=384, help="inference tile size in pixels (0: whole frames; default 384)")
+    _training_options(p)
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .selfhvd.deblur import deblur
+        from .selfhvd.train import Budget
+
+        if args.adapt and args.model is None:
+            raise VidrestoreError("--adapt needs --model (without a model, deblur trains on the input anyway)")
+        report = deblur(args.input, args.output, model=args.model, adapt_steps=args.adapt, budget=Budget.parse(args.budget),
+                        settings=_train_settings(args), analysis=_analysis_settings(args), encode=_encode_settings(args),
+                        device=args.device, tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir,
+                        segment_frames=args.segment_frames, progress=not args.quiet)
+        s = report.selection
+        print(f"{args.input}: {s['sharp_frames']} of {s['frames']} frames sharp ({s['sharp_share']:.0%})")
+        if report.training:
+            t = report.training
+            print(f"trained {t['steps']} steps in {t['train_seconds']:.0f} s on {t['device']}")
+        _report(report.result)
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+@_subcommand
+def _train_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "train", "self-supervised training on your own unlabelled handheld videos; writes a model file", [
+        "vidrestore train clips/*.mp4 -o phone.safetensors --budget 2h",
+        "vidrestore deblur new.mp4 -o new_sharp.mp4 --model phone.safetensors --adapt 200",
+    ])
+    p.add_argument("videos", type=Path, nargs="+", help="handheld videos (each needs some sharp frames)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
+    p.add_argument("--budget", default="30m", help="training budget: minutes (30m), hours (2h) or steps (5000); default 30m")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.add_argument("--work-dir", type=Path, help="where analyses and training state are kept (default ~/.cache/vidrestore)")
+    _training_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .selfhvd.deblur import train_videos
+        from .selfhvd.train import Budget
+
+        info = train_videos(args.videos, args.output, budget=Budget.parse(args.budget), settings=_train_settings(args),
+                            analysis=_analysis_settings(args), device=args.device, overwrite=args.overwrite,
+                            work_dir=args.work_dir, progress=not args.quiet)
+        print(f"wrote {args.output}: {info['steps']} steps in {info['train_seconds']:.0f} s on {info['device']}")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+@_subcommand
+def _demo_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "demo", "the built-in demo: shake a photograph into a blurry clip, deblur it with SelfHVD, score it", [
+        "vidrestore demo                      # about 3 minutes on 2 CPU cores; writes vidrestore-demo/",
+        "vidrestore demo -o /tmp/demo --budget 5m --device cuda",
+    ])
+    p.add_argument("-o", "--output", type=Path, default=Path("vidrestore-demo"), help="folder for the videos (default vidrestore-demo)")
+    p.add_argument("--budget", default="1.5m", help="training budget (default 1.5m)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the camera shake (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo in the folder")
+    p.add_argument("--work-dir", type=Path, help="where analyses and training state are kept (default ~/.cache/vidrestore)")
+    _device_option(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .selfhvd.demo import run_demo
+        from .selfhvd.train import Budget
+
+        r = run_demo(args.output, budget=Budget.parse(args.budget), device=args.device, seed=args.seed,
+                     overwrite=args.overwrite, work_dir=args.work_dir, progress=not args.quiet)
+        print(f"SelfHVD demo: {r.frames} frames, {r.sharp_frames} sharp; trained on the clip itself, {r.seconds:.0f} s in all")
+        print(f"PSNR-Y against ground truth, all frames:    input {r.psnr_input:.2f} dB -> output {r.psnr_output:.2f} dB "
+              f"({r.psnr_output - r.psnr_input:+.2f})")
+        print(f"PSNR-Y against ground truth, blurry frames: input {r.psnr_input_blurry:.2f} dB -> output {r.psnr_output_blurry:.2f} dB "
+              f"({r.psnr_output_blurry - r.psnr_input_blurry:+.2f})")
+        print(f"wrote {r.folder}/blurry.mkv (input), deblurred.mkv (output), gt.mkv (ground truth), "
+              "side_by_side.mp4 (input | output | ground truth)")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
 @_subcommand
 def _restore_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "restore", "run a list of stages over a video (no stages: a faithful re-encode)", [

@@ -1,3 +1,3 @@
 """The methods the benchmark knows, registered by importing their modules (an explicit list, no scan)."""
 
-from . import classical  # noqa: F401
+from . import classical, selfhvd  # noqa: F401

@@ -1,0 +1,43 @@
+"""SelfHVD and the Ren et al. baseline as benchmark methods: each trains on the clip, then deblurs it.
+
+Options (a suite's `options = {...}`): `budget` ("5m", "90s", or a number of steps), any
+`TrainSettings` field (`sevd`, `scscm`, `model`, `seed`, ...). Each run starts from an empty
+work directory, so its wall time covers the whole job: analysis, training and inference.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import fields
+
+from ..errors import VidrestoreError
+from ..io import EncodeSettings
+from .methods import MethodCall, register_method
+
+def _run(call: MethodCall, **fixed) -> None:
+    from ..selfhvd.deblur import deblur
+    from ..selfhvd.train import Budget, TrainSettings
+
+    opts = {**call.options, **fixed}
+    budget = Budget.parse(str(opts.pop("budget", "5m")))
+    names = {f.name for f in fields(TrainSettings)}
+    unknown = sorted(set(opts) - names)
+    if unknown:
+        raise VidrestoreError(f"unknown option(s) {', '.join(unknown)}; allowed: budget, {', '.join(sorted(names))}")
+    with tempfile.TemporaryDirectory(dir=call.work_dir) as scratch:
+        report = deblur(call.input, call.output, budget=budget, settings=TrainSettings(**opts), encode=EncodeSettings("ffv1"),
+                        overwrite=True, work_dir=scratch, progress=call.progress)
+    if report.training:
+        call.timings["train_s"] = report.training["train_seconds"]
+        call.timings["steps"] = report.training["steps"]
+
+
+@register_method("selfhvd", description="SelfHVD trained on the clip itself (options: budget, sevd, scscm, model, ...)", trains=True)
+def _selfhvd(call: MethodCall) -> None:
+    _run(call)
+
+
+@register_method("ren", description="Ren et al. 'fitting to test data': the same network trained on the clip's sharp frames "
+                 "blurred with random motion kernels", trains=True)
+def _ren(call: MethodCall) -> None:
+    _run(call, recipe="ren", sevd=False, scscm=False)

@@ -1,0 +1,171 @@
+"""The SelfHVD jobs users run: deblur one video (training on it), train on many, apply a model.
+
+* `deblur(IN, OUT)`: analyse IN, train a network on IN alone within a budget, deblur every
+  frame of IN through the resumable pipeline (audio, timestamps and colour kept);
+* `deblur(IN, OUT, model=PATH, adapt_steps=N)`: apply a trained model, fine-tuned on IN first
+  when N > 0;
+* `train_videos(VIDEOS, OUT_MODEL)`: dataset-level self-supervised training on a user's
+  unlabelled videos (the paper's setting).
+
+A trained model is cached in the work directory under a key of its inputs' content and every
+setting, with its resumable training state: a job interrupted during training continues where
+it stopped, and a finished one is not trained again. When a video has too few sharp frames to
+supervise itself (`Selection.problem`), `deblur` says so and falls back to lucky-frame fusion,
+or to the given model without adaptation, instead of training on garbage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import VidrestoreError
+from ..io import EncodeSettings
+from ..io.paths import check_output, config_key
+from ..models import load_checkpoint, save_checkpoint
+from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE
+from ..pipeline import RestoreResult, Stage, build_stage, default_work_dir, restore
+from .analysis import AnalysisSettings, VideoAnalysis, analyze_video
+from .infer import DeblurStage, model_digest
+from .train import Budget, TrainSettings, resolve_device, train
+
+log = logging.getLogger(__name__)
+DEFAULT_BUDGET = Budget(minutes=5)
+
+
+@dataclass
+class DeblurReport:
+    """What `deblur` did: the render result, the selection summary and the training record."""
+
+    result: RestoreResult
+    selection: dict
+    training: dict | None
+    fallback: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def trained_model(analyses: Sequence[VideoAnalysis], settings: TrainSettings, budget: Budget, *,
+                  work_dir: str | os.PathLike | None = None, device: torch.device, init: nn.Module | None = None,
+                  progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train on `analyses` or reuse the model an earlier run trained with the same inputs and settings."""
+    root = Path(work_dir) if work_dir is not None else default_work_dir()
+    key = config_key("selfhvd-model", [a.dir.name for a in analyses], asdict(settings), str(budget),
+                     model_digest(init) if init is not None else None)
+    folder = root / "cache" / f"selfhvd-model-{key}"
+    done = folder / "model.safetensors"
+    if done.exists():
+        model, info = load_checkpoint(done, device)
+        return model, info["training"]
+    folder.mkdir(parents=True, exist_ok=True)
+    model, info = train(list(analyses), settings, budget, device=device, state_dir=folder, init=init, progress=progress)
+    save_checkpoint(model, done, training=info, inputs=[a.meta["source"] for a in analyses])
+    return model, info
+
+
+def deblur(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    model: str | os.PathLike | None = None,
+    adapt_steps: int = 0,
+    budget: Budget = DEFAULT_BUDGET,
+    settings: TrainSettings = TrainSettings(),
+    analysis: AnalysisSettings = AnalysisSettings(),
+    encode: EncodeSettings = EncodeSettings(),
+    device: str = "auto",
+    tile: int = DEFAULT_TILE,
+    margin: int = DEFAULT_MARGIN,
+    overwrite: bool = False,
+    work_dir: str | os.PathLike | None = None,
+    segment_frames: int = 240,
+    progress: bool = True,
+) -> DeblurReport:
+    """Deblur `input` into `output` (see the module docstring).
+
+    Args:
+        input, output: video paths (output: any container/codec `restore` writes).
+        model: a trained model (.safetensors from `train_videos` or `vidrestore train`); None
+            trains one on `input`.
+        adapt_steps: with `model`, fine-tune it on `input` for this many steps first.
+        budget: training budget when no model is given.
+        settings: the training recipe.
+        analysis: sharp-frame selection and flow settings.
+        encode: output codec settings.
+        device: "auto", "cpu" or "cuda".
+        tile, margin: inference tiling.
+        overwrite, work_dir, segment_frames, progress: as for `vidrestore.restore`.
+    """
+    dev = resolve_device(device)
+    src = Path(input)
+    check_output(src, Path(output), overwrite)
+    a = analyze_video(src, analysis, work_dir=work_dir, progress=progress)
+    problem = a.selection.problem
+    notes: list[str] = []
+    fallback = training = None
+    stage: Stage
+    if model is not None:
+        net, info = load_checkpoint(model, dev)
+        if adapt_steps > 0 and problem is None:
+            net, training = trained_model([a], TrainSettings(**{**asdict(settings), "model": info["model"],
+                                                                "model_config": info["config"]}),
+                                          Budget(steps=adapt_steps), work_dir=work_dir, device=dev, init=net, progress=progress)
+        elif adapt_steps > 0:
+            fallback = f"{problem}; applying {Path(model).name} without adapting it"
+        stage = DeblurStage(net, a, dev, tile, margin)
+    elif problem is not None:
+        fallback = f"{problem}; self-supervised training needs sharp frames, so lucky-frame fusion is used instead"
+        stage = build_stage("lucky")
+    else:
+        net, training = trained_model([a], settings, budget, work_dir=work_dir, device=dev, progress=progress)
+        stage = DeblurStage(net, a, dev, tile, margin)
+    if fallback:
+        log.warning("%s: %s", src, fallback)
+        notes.append(fallback)
+    result = restore(src, output, [stage], encode, overwrite=overwrite, work_dir=work_dir,
+                     segment_frames=segment_frames, progress=progress)
+    return DeblurReport(result, a.selection.summary(), training, fallback, notes + result.notes)
+
+
+def train_videos(
+    videos: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    budget: Budget = Budget(minutes=30),
+    settings: TrainSettings = TrainSettings(),
+    analysis: AnalysisSettings = AnalysisSettings(),
+    device: str = "auto",
+    overwrite: bool = False,
+    work_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Self-supervised training on a set of videos; writes a .safetensors model to `output`.
+
+    Videos without usable sharp frames are left out (with a warning); at least one must remain.
+    Returns the training record stored in the model file.
+    """
+    out = Path(output)
+    if out.suffix != ".safetensors":
+        raise VidrestoreError("the model file must end in .safetensors", out)
+    if out.exists() and not overwrite:
+        raise VidrestoreError("output already exists; pass --overwrite to replace it", out)
+    if not out.absolute().parent.is_dir():
+        raise VidrestoreError(f"output folder {out.absolute().parent} does not exist", out)
+    dev = resolve_device(device)
+    usable = []
+    for v in videos:
+        a = analyze_video(v, analysis, work_dir=work_dir, progress=progress)
+        if a.selection.problem:
+            log.warning("%s: %s; left out of training", v, a.selection.problem)
+        else:
+            usable.append(a)
+    if not usable:
+        raise VidrestoreError("none of the videos has usable sharp frames to train on")
+    net, info = trained_model(usable, settings, budget, work_dir=work_dir, device=dev, progress=progress)
+    save_checkpoint(net, out, training=info, inputs=[a.meta["source"] for a in usable], analysis=asdict(analysis))
+    return info

@@ -1,0 +1,77 @@
+"""Inference: a trained network applied to every frame, as a windowed pipeline stage.
+
+For frame i the stage gets the window i-k..i+k from the pipeline (the decoded frames at full
+precision), prepares it as in training (window models: neighbours warped onto frame i with the
+analysis' consecutive flows, and the fusion prior, `vidrestore.selfhvd.window`; recurrent
+models: frames in place with their flows), and runs the network over the full-resolution frame
+in overlapping tiles (`vidrestore.models.tiling`).
+The output of frame i depends only on its window, so the pipeline can resume mid-video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE, run_tiled
+from ..pipeline import Stage, Window
+from .analysis import VideoAnalysis
+from .window import window_input
+
+
+def model_digest(model: nn.Module) -> str:
+    """A short hash of a model's weights (part of a render job's key)."""
+    h = hashlib.blake2b(digest_size=10)
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def restore_frame(model: nn.Module, analysis: VideoAnalysis, frames: list[np.ndarray], indices: list[int], centre: int,
+                  device: torch.device, tile: int = DEFAULT_TILE, margin: int = DEFAULT_MARGIN) -> np.ndarray:
+    """The network's output for frame indices[centre] from its window (float32 RGB (H, W, 3) in [0, 1])."""
+    i = indices[centre]
+    nf = pf = prior = None
+    box = (0, analysis.height, 0, analysis.width)
+    if model.aligned_input:
+        aligned, p = window_input(analysis, i, indices, centre, box, lambda t: frames[indices.index(t)])
+        prior = torch.from_numpy(p)[None].to(device)
+        x = torch.from_numpy(aligned).permute(0, 3, 1, 2)[None].to(device)
+    else:
+        nf, pf = (torch.from_numpy(x).permute(0, 3, 1, 2)[None].to(device) for x in analysis.consecutive_flows(box, indices))
+        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].to(device)
+    out = run_tiled(model, [x, nf, pf, prior], model.multiple, tile, margin)
+    k = 0 if model.outputs == "centre" else centre
+    return out[0, k].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+
+
+class DeblurStage(Stage):
+    """Windowed stage running a trained deblurring network (`vidrestore deblur`).
+
+    Args:
+        model: the network (eval mode, on `device`).
+        analysis: the input video's analysis (its consecutive flows align the windows).
+        device: where the network runs.
+        tile, margin: tiling (see `vidrestore.models.tiling`).
+    """
+
+    name = "selfhvd"
+
+    def __init__(self, model: nn.Module, analysis: VideoAnalysis, device: torch.device,
+                 tile: int = DEFAULT_TILE, margin: int = DEFAULT_MARGIN):
+        self.model, self.analysis, self.device = model, analysis, device
+        self.radius = model.radius
+        self.tile, self.margin = tile, margin
+        self.digest = model_digest(model)
+
+    def config(self) -> dict:
+        return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin}
+
+    def process(self, window: Window) -> np.ndarray:
+        return restore_frame(self.model, self.analysis, [f.rgb for f in window.frames], [f.index for f in window.frames],
+                             window.center, self.device, self.tile, self.margin)

@@ -1,0 +1,79 @@
+"""The window model's input for frame i: its neighbours aligned onto it, and a fusion prior.
+
+Training crops (`sampling`) and full-frame inference (`infer`) build it with the same function,
+so the network sees the same kind of input in both. Each source frame t of the window is warped
+onto frame i along the video's consecutive flows (`VideoAnalysis.follow`); the prior is the
+log of lucky-frame fusion's weight for it (`vidrestore.restoration.lucky.neighbour_weight`:
+sharper than the centre, visible by the forward-backward round trip, agreeing with the centre
+once both are low-passed; 0 for the centre). The window network starts as exactly that fusion
+and learns what it gets wrong (`vidrestore.models.unet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from ..flow import backward_warp
+from ..restoration.lucky import low_luma, neighbour_weight
+from .analysis import VideoAnalysis
+
+NO_WEIGHT = -30.0  # log-weight of a frame that must not contribute (exp(-30) ~ 1e-13)
+OCCLUSION_SLOPE = 0.8
+
+
+def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Frame t (full frame, float or 8-bit) warped onto frame i within `box` (bicubic), float32 RGB in [0, 1]."""
+    if t == i:
+        crop = frame_t[box[0]:box[1], box[2]:box[3]]
+        return crop.astype(np.float32) * (1 / 255.0) if crop.dtype == np.uint8 else crop.astype(np.float32)
+    flow = analysis.flow_to(i, t, box)
+    flow[..., 0] += box[2]
+    flow[..., 1] += box[0]
+    warped, _ = backward_warp(np.asarray(frame_t), flow, interpolation=cv2.INTER_CUBIC)
+    warped = warped.astype(np.float32) * (1 / 255.0) if warped.dtype == np.uint8 else warped
+    return np.clip(warped, 0.0, 1.0)
+
+
+def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, box: tuple[int, int, int, int],
+                 aligned: list[np.ndarray], sharpness: dict[int, float]) -> np.ndarray:
+    """Lucky-frame fusion's log-weights (T, h, w) for the aligned window of frame i (module docstring).
+
+    Args:
+        analysis: the video's analysis (its flows give the round trip of each neighbour).
+        i: the frame everything is warped onto.
+        sources: the frame shown at each window position.
+        centre: the position of frame i's input.
+        box: (y0, y1, x0, x1) part of the frame.
+        aligned: the window's frames warped onto frame i.
+        sharpness: frame index -> sharpness, for the sharper-than-centre ratio.
+    """
+    low = low_luma(aligned[centre])
+    prior = np.full((len(sources), box[1] - box[0], box[3] - box[2]), NO_WEIGHT, np.float32)
+    prior[centre] = 0.0
+    seen = {sources[centre]}
+    for n, t in enumerate(sources):
+        if n == centre or t in seen:
+            continue
+        seen.add(t)
+        ratio = sharpness[t] / max(sharpness[sources[centre]], 1e-12)
+        if ratio <= 1:
+            continue
+        visible = 1.0 - np.minimum(1.0, OCCLUSION_SLOPE * analysis.round_trip_error(i, t, box))
+        w = neighbour_weight(low, aligned[n], ratio, visible)
+        prior[n] = np.maximum(np.log(np.maximum(w, 1e-30)), NO_WEIGHT)
+    return prior
+
+
+def window_input(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, box: tuple[int, int, int, int],
+                 frame_of: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned frames (T, h, w, 3) and fusion log-weights (T, h, w) for frame i.
+
+    `frame_of` maps a frame index to the full frame (8-bit from the analysis, or float from the
+    pipeline); sharpness is the analysis' per-frame measurement. Other arguments as `fusion_prior`.
+    """
+    aligned = [warp_onto(analysis, i, t, frame_of(t), box) for t in sources]
+    sharpness = {t: float(analysis.selection.sharpness[t]) for t in set(sources)}
+    return np.stack(aligned), fusion_prior(analysis, i, sources, centre, box, aligned, sharpness)
