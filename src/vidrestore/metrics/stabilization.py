@@ -37,12 +37,12 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
 
 from ..errors import VidrestoreError
 from ..flow.estimators import to_grey_u8
 from ..flow.motion import frame_motions
 from .fidelity import psnr
+from .temporal import highpass
 
 DEFAULT_CUTOFF_HZ = 1.0
 
@@ -89,15 +89,8 @@ def stability_score(params: np.ndarray) -> tuple[float, float, float]:
 
 def path_jitter(params: np.ndarray, fps: float, width: int, height: int, cutoff_hz: float = DEFAULT_CUTOFF_HZ) -> float:
     """Mean squared high-frequency displacement (pixels^2) of a camera path (see the module docstring)."""
-    if not 0 < cutoff_hz < fps / 2:
-        raise VidrestoreError(f"jitter cutoff must be between 0 and half the frame rate ({fps / 2:g} Hz), not {cutoff_hz}")
-    sos = butter(4, cutoff_hz, "highpass", fs=fps, output="sos")
-    pad = min(len(params) - 1, 3 * (2 * len(sos) + 1))
-    if pad < 1:
-        return 0.0
     radius = np.hypot(width, height) / 2
-    scaled = params * np.array([1.0, 1.0, radius, radius])
-    high = sosfiltfilt(sos, scaled, axis=0, padlen=pad)
+    high = highpass(params * np.array([1.0, 1.0, radius, radius]), fps, cutoff_hz)
     return float(np.mean(np.sum(high ** 2, axis=1)))
 
 
