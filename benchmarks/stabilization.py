@@ -9,7 +9,7 @@ Clips (read from ../shared/data, or --data):
 
 Each tool runs on each clip; outputs are lossless FFV1 in --out. vid.stab is run as users run
 it: `vidstabdetect` then `vidstabtransform` with their defaults (Gaussian path, smoothing 10,
-optzoom 1: a fixed zoom chosen to hide borders). ffmpeg is installed with apt-get when missing
+optzoom 1: a fixed zoom chosen to hide borders), on 4:2:0 frames. ffmpeg is installed with apt-get when missing
 (Debian's ffmpeg is built with libvidstab). Every output is scored by
 `vidrestore.metrics.stabilization` against its input: stability score, path jitter (energy above
 1 Hz, px^2, and its reduction), cropping ratio as crop %, distortion, ITF, plus wall time. For the
@@ -62,8 +62,9 @@ def run_vidstab(ffmpeg: str, src: Path, out: Path) -> float:
     trf = out.with_suffix(".trf")
     t0 = time.perf_counter()
     quiet = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(src)]
-    subprocess.run([*quiet, "-vf", f"vidstabdetect=result={trf}", "-f", "null", "-"], check=True)
-    subprocess.run([*quiet, "-vf", f"vidstabtransform=input={trf}", "-c:v", "ffv1", str(out)], check=True)
+    # libvidstab 1.1 handles packed or YUV input only (it aborts on planar RGB such as FFV1's gbrp).
+    subprocess.run([*quiet, "-vf", f"format=yuv420p,vidstabdetect=result={trf}", "-f", "null", "-"], check=True)
+    subprocess.run([*quiet, "-vf", f"format=yuv420p,vidstabtransform=input={trf}", "-c:v", "ffv1", str(out)], check=True)
     return time.perf_counter() - t0
 
 

@@ -30,6 +30,7 @@ from .warp import occlusion_mask
 
 WORK_SIDE = 640      # frames are analysed with their longer side at most this many pixels
 MIN_INLIERS = 30     # fewer RANSAC inliers than this: too little texture, use dense flow
+MIN_DENSE = 50       # dense fallback: grid samples that must agree for its fit to count
 _RANSAC_PX = 1.5     # inlier threshold at the working scale
 _FB_PX = 1.0         # forward-backward tracking tolerance at the working scale
 _GRID_STEP = 8       # dense fallback: one sample every this many working pixels
@@ -109,7 +110,7 @@ def estimate(prev: Prepared, cur: Prepared) -> GlobalMotion:
     if m is None or n < MIN_INLIERS:
         method = "dense"
         m, n = _dense(prev.grey, cur.grey)
-        if m is None or n < MIN_INLIERS:
+        if m is None or n < MIN_DENSE:
             return GlobalMotion(np.eye(2, 3), n, "none")
     full = m.astype(np.float64)
     full[:, 2] /= cur.scale
