@@ -246,10 +246,11 @@ class GuidedDeflicker(Stage):
             prep_j = self.flow.prepare(i_j)
             f_tj = self.flow.flow_prepared(prep_t, prep_j, size)
             f_jt = self.flow.flow_prepared(prep_j, prep_t, size)
-            both, valid = backward_warp(np.concatenate([f.rgb - i_j, i_j], axis=-1), f_tj, interpolation=cv2.INTER_CUBIC)
-            agree = np.exp(-((rgb_to_y(both[..., 3:]) - y_t) / self.tolerance) ** 2)
+            change, valid = backward_warp(f.rgb - i_j, f_tj, interpolation=cv2.INTER_CUBIC)
+            guide_j, _ = backward_warp(i_j, f_tj, interpolation=cv2.INTER_CUBIC)
+            agree = np.exp(-((rgb_to_y(guide_j) - y_t) / self.tolerance) ** 2)
             w = occlusion_mask(f_tj, f_jt) * valid * agree
-            acc += w[..., None] * both[..., :3]
+            acc += w[..., None] * change
             wsum += w
         return np.clip(i_t + acc / wsum[..., None], 0.0, 1.0).astype(np.float32)
 
