@@ -220,6 +220,17 @@ class GuidedDeflicker(Stage):
         self.radius, self.tolerance, self.flow_preset = int(radius), float(tolerance), flow_preset
         self.flow = create_flow("dis", preset=flow_preset)
         self.guide = _GuideFrames(self.guide_path, self.radius)
+        self._flows: dict[tuple[int, int], np.ndarray] = {}
+
+    def _pair(self, t: int, j: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Guide flows t -> j and j -> t. Both are kept until frame j has used them (as j -> t and
+        t -> j), which halves the flow work; a flow depends only on its two frames, so the output
+        does not depend on what was computed before."""
+        if (t, j) not in self._flows:
+            prep_t, prep_j = self.flow.prepare(self.guide.get(t)), self.flow.prepare(self.guide.get(j))
+            self._flows[(t, j)] = self.flow.flow_prepared(prep_t, prep_j, size)
+            self._flows[(j, t)] = self.flow.flow_prepared(prep_j, prep_t, size)
+        return self._flows[(t, j)], self._flows[(j, t)]
 
     def config(self) -> dict:
         return {"guide": content_hash(self.guide_path), "radius": self.radius, "tolerance": self.tolerance, "flow": self.flow.config()}
@@ -231,7 +242,6 @@ class GuidedDeflicker(Stage):
             raise VidrestoreError(f"the guide is {self.guide_info.width}x{self.guide_info.height} but the video is "
                                   f"{p_t.shape[1]}x{p_t.shape[0]}", self.guide_path)
         i_t = self.guide.get(t)
-        prep_t = self.flow.prepare(i_t)
         y_t = rgb_to_y(i_t)
         size = p_t.shape[:2]
         acc = p_t - i_t
@@ -243,15 +253,15 @@ class GuidedDeflicker(Stage):
                 continue
             seen.add(j)
             i_j = self.guide.get(j)
-            prep_j = self.flow.prepare(i_j)
-            f_tj = self.flow.flow_prepared(prep_t, prep_j, size)
-            f_jt = self.flow.flow_prepared(prep_j, prep_t, size)
+            f_tj, f_jt = self._pair(t, j, size)
             change, valid = backward_warp(f.rgb - i_j, f_tj, interpolation=cv2.INTER_CUBIC)
             guide_j, _ = backward_warp(i_j, f_tj, interpolation=cv2.INTER_CUBIC)
             agree = np.exp(-((rgb_to_y(guide_j) - y_t) / self.tolerance) ** 2)
             w = occlusion_mask(f_tj, f_jt) * valid * agree
             acc += w[..., None] * change
             wsum += w
+        for key in [k for k in self._flows if max(k) <= t]:   # pairs of finished frames
+            del self._flows[key]
         return np.clip(i_t + acc / wsum[..., None], 0.0, 1.0).astype(np.float32)
 
 
