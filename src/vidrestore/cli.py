@@ -318,6 +318,81 @@ def _stages_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+@_subcommand
+def _stabilize_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "stabilize", "remove camera shake: L1-optimal camera path (Grundmann et al. 2011) within a crop budget", [
+        "vidrestore stabilize shaky.mp4 -o steady.mp4                 # crop 15 % and zoom back to full size",
+        "vidrestore stabilize shaky.mp4 -o steady.mp4 --crop 0.1 --smoother gauss --sigma 20",
+        "vidrestore stabilize shaky.mp4 -o steady.mkv --border black  # original scale; black where the frame moved away",
+    ])
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("--crop", type=float, default=0.15,
+                   help="crop budget: share of each side the picture may lose (default 0.15, vid.stab's default zoom)")
+    p.add_argument("--smoother", choices=["l1", "gauss"], default="l1",
+                   help="camera path: l1 = L1-optimal (LP, still/pan/smooth pieces), gauss = Gaussian low-pass (default l1)")
+    p.add_argument("--border", choices=["crop", "black", "reflect"], default="crop",
+                   help="crop = crop and zoom to full size (no border); black/reflect = keep the original scale (default crop)")
+    p.add_argument("--sigma", type=float, default=15.0, help="Gaussian path sigma in frames (gauss, and the L1 fallback; default 15)")
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .pipeline import restore
+        from .restoration.stabilize import Stabilize
+
+        stage = Stabilize(args.crop, args.smoother, args.border, args.sigma)
+        result = restore(
+            args.input, args.output, [stage], _encode_settings(args),
+            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+        )
+        _report(result)
+        if stage.summary.get("note"):
+            log.warning("note: camera path from the Gaussian smoother: %s", stage.summary["note"])
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+@_subcommand
+def _deflicker_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "deflicker", "remove flicker: film exposure flicker, or (with --guide) flicker a per-frame process added", [
+        "vidrestore deflicker old_film.mp4 -o steady.mp4               # global tone flicker, robust to scene cuts",
+        "vidrestore deflicker filtered.mp4 --guide original.mp4 -o consistent.mp4   # blind temporal consistency",
+        "vidrestore deflicker filtered.mp4 --guide original.mp4 -o out.mkv --radius 5",
+    ])
+    p.add_argument("input", type=Path, help="video file or folder of images (with --guide: the processed video)")
+    p.add_argument("--guide", type=Path,
+                   help="the original the input was processed from, frame for frame: remove the flicker the processing added")
+    p.add_argument("--window", type=float, default=1.0, help="without --guide: seconds of the reference tone's running median (default 1)")
+    p.add_argument("--radius", type=int, default=3, help="with --guide: frames each side averaged along the motion (default 3)")
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .io.probe import probe
+        from .pipeline import restore
+        from .restoration.deflicker import Deflicker, GuidedDeflicker
+
+        if args.guide is None:
+            stage = Deflicker(args.window)
+        else:
+            info, guide = probe(args.input, args.fps), probe(args.guide, args.fps)
+            if (guide.width, guide.height) != (info.width, info.height) or guide.frame_count != info.frame_count:
+                raise VidrestoreError(f"the guide is {guide.width}x{guide.height}, {guide.frame_count} frames; the input "
+                                      f"{info.width}x{info.height}, {info.frame_count} frames: it must be the input's original", args.guide)
+            stage = GuidedDeflicker(args.guide, args.radius)
+        result = restore(
+            args.input, args.output, [stage], _encode_settings(args),
+            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+        )
+        _report(result)
+        return 0
+
+    p.set_defaults(handler=run)
+
+
 def _noise_levels(text: str) -> tuple[float, float]:
     try:
         shot, read = (float(x) for x in text.split(","))
@@ -377,6 +452,8 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore metrics restored.mkv clips/walk/gt.mkv --labels clips/walk/labels.json --crop 8",
         "vidrestore metrics restored.mkv gt.mkv --csv frames.csv --json summary.json --lpips lpips_alex.pth",
         "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur only",
+        "vidrestore metrics steady.mp4 shaky.mp4 --stabilization  # stability, jitter, crop, distortion, ITF",
+        "vidrestore metrics deflickered.mp4 film.mp4 --flicker    # frame-mean luminance flicker above 1 Hz",
     ])
     p.add_argument("output", type=Path, help="the video to judge")
     p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
@@ -388,10 +465,17 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
     p.add_argument("--csv", type=Path, help="write per-frame metrics here")
     p.add_argument("--json", type=Path, help="write the summary here")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--stabilization", action="store_true",
+                      help="the output is a stabilized REFERENCE: stability, path jitter, cropping ratio, distortion, ITF")
+    mode.add_argument("--flicker", action="store_true", help="frame-mean luminance flicker (above 1 Hz) of the output and REFERENCE")
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
         from .metrics.report import evaluate_videos
+
+        if args.stabilization or args.flicker:
+            return _temporal_metrics(args)
 
         lpips = None
         if args.lpips:
@@ -418,6 +502,37 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(handler=run)
+
+
+def _temporal_metrics(args: argparse.Namespace) -> int:
+    """`metrics --stabilization` / `--flicker`: print (and with --json write) the scores."""
+    import json
+
+    if args.stabilization:
+        from .metrics.stabilization import evaluate_stabilization
+
+        r = evaluate_stabilization(args.output, args.reference)
+        scores = r.to_dict()
+        for name, s in (("output", r.output), ("reference", r.input)):
+            print(f"{name}: stability {s.stability:.3f} (translation {s.stability_translation:.3f}, rotation "
+                  f"{s.stability_rotation:.3f}), jitter {s.jitter:.3g} px^2 above {r.cutoff_hz:g} Hz (RMS {s.jitter_rms:.3g} px), "
+                  f"ITF {s.itf:.2f} dB")
+        print(f"jitter reduction {100 * r.jitter_reduction:.1f} %, cropping ratio {r.cropping_ratio:.3f} (min "
+              f"{r.cropping_ratio_min:.3f}), distortion {r.distortion:.3f}")
+    else:
+        from .io import probe, read_frames
+        from .metrics.temporal import frame_mean_luma, luminance_flicker
+
+        scores = {}
+        for name, path in (("output", args.output), ("reference", args.reference)):
+            fps = float(probe(path).fps or 25)
+            scores[name] = luminance_flicker(frame_mean_luma(f.rgb for f in read_frames(path)), fps)
+        scores["reduction"] = 1 - scores["output"] / scores["reference"] if scores["reference"] > 0 else 0.0
+        print(f"frame-mean luma flicker above 1 Hz (RMS): output {scores['output']:.5f}, reference {scores['reference']:.5f}, "
+              f"reduction {100 * scores['reduction']:.1f} %")
+    if args.json:
+        args.json.write_text(json.dumps(scores, indent=1))
+    return 0
 
 
 @_subcommand

@@ -12,6 +12,9 @@ reference itself, and `WarpingError.excess` = E_warp(output) - E_warp(reference)
 temporal inconsistency the output adds. It is exactly 0 for a video compared with itself,
 grows with flicker, and is negative for an output steadier than its reference. (The absolute
 E_warp of a static video is 0 too: its flow is zero and the warp is the identity.)
+
+Global flicker is measured more simply, from the mean luma of each frame: `luminance_flicker`
+is the RMS of its variation above 1 Hz (`highpass`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.signal import butter, sosfiltfilt
 
 from ..errors import VidrestoreError
 from ..flow import FlowEstimator, backward_warp, create_flow, occlusion_mask
+from .fidelity import rgb_to_y
 
 
 @dataclass
@@ -108,3 +113,29 @@ def warping_error(
     if ref_it is not None and next(ref_it, None) is not None:
         raise VidrestoreError("the reference has more frames than the output")
     return result
+
+
+def highpass(signal: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """Zero-phase 4th-order Butterworth high-pass along axis 0 (scipy `sosfiltfilt`); the input's ends padded oddly."""
+    if not 0 < cutoff_hz < fps / 2:
+        raise VidrestoreError(f"cutoff must be between 0 and half the frame rate ({fps / 2:g} Hz), not {cutoff_hz}")
+    x = np.asarray(signal, dtype=np.float64)
+    sos = butter(4, cutoff_hz, "highpass", fs=fps, output="sos")
+    pad = min(len(x) - 1, 3 * (2 * len(sos) + 1))
+    if pad < 1:
+        return np.zeros_like(x)
+    return sosfiltfilt(sos, x, axis=0, padlen=pad)
+
+
+def frame_mean_luma(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Mean BT.601 luma of each float RGB frame."""
+    return np.array([float(rgb_to_y(f).mean()) for f in frames])
+
+
+def luminance_flicker(means: np.ndarray, fps: float, cutoff_hz: float = 1.0) -> float:
+    """Global flicker: RMS of the frame-mean luma's variation above `cutoff_hz` (luma units, 0-1).
+
+    Film flicker and per-frame exposure jumps live at several hertz; lighting and scene changes
+    a viewer accepts are slower. 1 Hz is the split the stabilization jitter uses too.
+    """
+    return float(np.sqrt(np.mean(highpass(means, fps, cutoff_hz) ** 2)))

@@ -1,3 +1,3 @@
 """The stages vidrestore ships, registered by importing their modules (an explicit list, no scan)."""
 
-from ..restoration import identity, lucky, unsharp  # noqa: F401
+from ..restoration import deflicker, identity, lucky, stabilize, unsharp  # noqa: F401

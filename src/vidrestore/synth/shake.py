@@ -260,7 +260,7 @@ def _evaluate(motion: HandMotion, stroke: float, times: np.ndarray, mids: np.nda
     return h_exp, h_mid, r_exp, t_exp, blur_extent(blur_paths(h_exp, h_mid, pts))
 
 
-def _zoom_needed(h_exp: np.ndarray, width: int, height: int, zoom: float) -> float:
+def zoom_needed(h_exp: np.ndarray, width: int, height: int, zoom: float) -> float:
     """Smallest zoom (>= 1) keeping every exposure sample's view inside the source frame."""
     corners = np.array([[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]], dtype=float)
     src = _apply(np.linalg.inv(h_exp), corners).reshape(-1, 2)
@@ -306,7 +306,7 @@ def plan_shake(n_frames: int, fps: float, width: int, height: int, s: ShakeSetti
     for _ in range(4):  # zoom and stroke depend on each other: grow the zoom until the view fits
         stroke = calibrate(zoom)
         h_exp = _evaluate(motion, stroke, times, mids, k_src, camera(width, height, s.hfov_deg, zoom), pts)[0]
-        needed = min(MAX_ZOOM, 1.005 * _zoom_needed(h_exp, width, height, zoom))
+        needed = min(MAX_ZOOM, 1.005 * zoom_needed(h_exp, width, height, zoom))
         if needed <= zoom + 1e-3:
             break
         zoom = needed
