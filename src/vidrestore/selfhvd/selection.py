@@ -8,9 +8,11 @@ video rather than only where the scene happens to hold more texture.
 Choices the paper leaves open, and ours (measured on clips from `vidrestore synth handheld`,
 figures in the README):
 
-* Sharpness is the variance of the Laplacian of the BT.601 luma at full resolution, the
-  paper's measure (the authors' code takes it on the 8-bit RGB image; luma ranks frames the
-  same and is what compression keeps best). At half resolution selection was less accurate.
+* Sharpness is the variance of the Laplacian of the BT.601 luma (the paper's measure; the
+  authors' code takes it on the 8-bit RGB image) on the frame shrunk to half size. At full
+  size, fine texture and noise make it swing by a factor of three between equally sharp frames
+  of a synthetic pan (sub-pixel resampling), and compression and sensor noise add to it; at
+  half size blur of a pixel or more still shows and those swings mostly do not.
 * Otsu runs on log sharpness: blur scales the Laplacian's variance by a factor, so the two
   classes are separated by a ratio, and the log makes that a distance whatever the scene's
   contrast.
@@ -35,10 +37,10 @@ from skimage.filters import threshold_otsu
 
 from ..metrics.blur import laplacian_variance
 
-SHARPNESS_SCALE = 1.0
+SHARPNESS_SCALE = 0.5
 DEFAULT_BLOCK = 20
 DEFAULT_MIN_RATIO = 1.25
-DEFAULT_MAX_SPREAD = 1.5
+DEFAULT_MAX_SPREAD = 1.3
 MIN_SHARP_SHARE = 0.05  # fewer selected frames than this share (or than 2) is "too few to train on"
 
 

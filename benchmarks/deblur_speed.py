@@ -1,0 +1,97 @@
+"""SelfHVD inference speed at 720p: frames per second of the default network, with and without torch.compile.
+
+    python benchmarks/deblur_speed.py [--device auto|cpu|cuda] [--frames 6]
+
+Measures `restore_frame` (aligning the window with the cached flows, the fusion prior and the
+network over overlapping tiles) on a 1280x720 clip made from the shared "dog" footage (or a
+synthetic clip when the footage is absent), with the untrained default U-Net (speed does not
+depend on the weights). Rows: eager, channels-last, torch.compile (its first call, which
+compiles, is timed apart), each with 384-px tiles and whole frames; on CUDA also bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidrestore.io import EncodeSettings, write_video
+from vidrestore.models import create_model
+from vidrestore.selfhvd import analyze_video
+from vidrestore.selfhvd.infer import restore_frame
+from vidrestore.selfhvd.sampling import window_indices
+from vidrestore.selfhvd.train import resolve_device
+from vidrestore.synth.source import source_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def frames_720p(n: int) -> list[np.ndarray]:
+    src = ROOT.parent / "shared" / "data" / "sharp" / "sam2_01_dog.mp4"
+    if src.exists():
+        return list(source_clip(src, 0, n).frames())
+    rng = np.random.default_rng(0)
+    base = rng.random((760, 1320, 3), dtype=np.float32)
+    return [np.ascontiguousarray(base[i:i + 720, 2 * i:2 * i + 1280]) for i in range(n)]
+
+
+def timed(fn, frames, analysis, model, device, tile, repeat) -> float:
+    times = []
+    for k in range(repeat):
+        i = k % analysis.count
+        idx = window_indices(i, model.radius, analysis.count)
+        t = time.perf_counter()
+        fn(model, analysis, [frames[j] for j in idx], idx, model.radius, device, tile)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--frames", type=int, default=6, help="timed frames per row (median reported)")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = frames_720p(12)
+        clip = Path(tmp) / "clip.mkv"
+        write_video(clip, frames, 30, EncodeSettings("ffv1"))
+        analysis = analyze_video(clip, work_dir=Path(tmp) / "work", progress=False)
+        frames = [analysis.frame(i) for i in range(analysis.count)]
+        model = create_model("unet").to(device).eval()
+        print(f"\nSelfHVD inference, 1280x720, default network ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters), "
+              f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+        print("| variant | tiles | s/frame | frames/s |\n|---|---|---:|---:|")
+        rows = [("eager", model)]
+        rows.append(("channels-last", create_model("unet").to(device).eval().to(memory_format=torch.channels_last)))
+        compiled = torch.compile(create_model("unet").to(device).eval())
+        for tile in (384, 0):
+            for name, m in rows:
+                s = timed(restore_frame, frames, analysis, m, device, tile, args.frames)
+                print(f"| {name} | {tile or 'whole frame'} | {s:.3f} | {1 / s:.2f} |", flush=True)
+            t = time.perf_counter()
+            timed(restore_frame, frames, analysis, compiled, device, tile, 1)
+            first = time.perf_counter() - t
+            s = timed(restore_frame, frames, analysis, compiled, device, tile, args.frames)
+            print(f"| torch.compile (first call {first:.0f} s) | {tile or 'whole frame'} | {s:.3f} | {1 / s:.2f} |", flush=True)
+            if device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    s = timed(restore_frame, frames, analysis, model, device, tile, args.frames)
+                print(f"| bf16 autocast | {tile or 'whole frame'} | {s:.3f} | {1 / s:.2f} |", flush=True)
+        m = rows[0][1]
+        idx = window_indices(5, m.radius, analysis.count)
+        t = time.perf_counter()
+        from vidrestore.selfhvd.window import window_input
+
+        window_input(analysis, 5, idx, m.radius, (0, analysis.height, 0, analysis.width), lambda j: frames[j])
+        print(f"\nof which aligning the window and the fusion prior (numpy/OpenCV, CPU): {time.perf_counter() - t:.3f} s/frame")
+
+
+if __name__ == "__main__":
+    main()

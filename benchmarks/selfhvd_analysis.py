@@ -1,0 +1,143 @@
+"""SelfHVD part 1 on footage: sharp-frame selection accuracy, label quality, analysis speed.
+
+    python benchmarks/selfhvd_analysis.py [--data ../shared/data] [--out bench-results/analysis]
+
+1. Selection and labels, on handheld clips synthesized from the shared sharp footage exactly as
+   the default benchmark suite makes them (`vidrestore synth handheld`, 60 frames at about
+   640x360), and on the same clips re-encoded with H.264 at CRF 23 (phones compress):
+   selection accuracy against the synthesizer's labels with precision and recall of "sharp";
+   accuracy on the frames that are clearly one or the other (blur extent under the sharp
+   threshold, or at least 1.5 px); PSNR of the warped sharp labels against the ground truth
+   inside the final mask and overall, the same with a random mask of equal coverage, and the
+   coverage.
+2. Speed: `analyze_video` (decode, sharpness, flows between consecutive frames, label flows and
+   masks) on the first 120 frames of a 1280x720 clip, in frames per second, next to decoding alone.
+3. `vidrestore analyze` timelines of the real handheld clips (PNG, CSV) into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vidrestore.io import EncodeSettings, read_frames, write_video
+from vidrestore.selfhvd import analyze_video
+from vidrestore.selfhvd.report import sharpness_timeline, write_timeline
+from vidrestore.synth.handheld import load_labels, synth_handheld
+from vidrestore.synth.shake import ShakeSettings
+from vidrestore.synth.source import source_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIPS = {  # name: (source, seed, scale) -- the default benchmark suite's clips
+    "dog": ("sharp/sam2_01_dog.mp4", 1, 0.5),
+    "blocks": ("sharp/sam2_03_blocks.mp4", 2, 0.5),
+    "bedroom": ("sharp/sam2_bedroom.mp4", 3, 0.6667),
+    "city": ("sharp/vid4_city_GT.mkv", 5, 1.0),
+}
+REAL = ["real_blur/hvd002_input.mp4", "real_blur/hvd004_input.mp4", "real_blur/imageio_cockatoo_handheld.mp4"]
+CLEAR_BLUR_PX = 1.5
+
+
+def psnr_of(errors: list[float]) -> float:
+    return float(10 * np.log10(1 / np.mean(errors)))
+
+
+def label_quality(analysis, gt: list[np.ndarray], rng: np.random.Generator) -> dict:
+    inside, everywhere, random, coverage = [], [], [], []
+    for i in range(analysis.count):
+        j = analysis.partner[i]
+        if j < 0 or j == i:
+            continue
+        label, mask = analysis.label(i)
+        err = ((label - gt[i]) ** 2).mean(-1)[8:-8, 8:-8]
+        m = mask[8:-8, 8:-8]
+        r = (rng.random(m.shape) < m.mean()).astype(np.float32)
+        inside.append(float((err * m).sum() / max(m.sum(), 1)))
+        everywhere.append(float(err.mean()))
+        random.append(float((err * r).sum() / max(r.sum(), 1)))
+        coverage.append(float(m.mean()))
+    return {"masked": psnr_of(inside), "unmasked": psnr_of(everywhere), "random_mask": psnr_of(random),
+            "coverage": float(np.mean(coverage))}
+
+
+def selection_scores(analysis, labels: dict) -> dict:
+    truth = np.array([f["sharp"] for f in labels["frames"]])
+    extent = np.array([f["blur_extent_px"] for f in labels["frames"]])
+    sel = analysis.selection.sharp
+    clear = truth | (extent >= CLEAR_BLUR_PX)
+    tp = int((sel & truth).sum())
+    return {"accuracy": float((sel == truth).mean()), "precision": tp / max(1, int(sel.sum())),
+            "recall": tp / max(1, int(truth.sum())), "accuracy_clear": float((sel == truth)[clear].mean()),
+            "ambiguous_frames": int((~clear).sum()), "frames": len(truth)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "analysis")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, (src, seed, scale) in CLIPS.items():
+            for crf in (None, 23):
+                clip = synth_handheld(args.data / src, tmp / f"{name}-{crf}", ShakeSettings(seed=seed), frames=60, scale=scale,
+                                      crf=crf, progress=False)
+                analysis = analyze_video(clip.blurry, work_dir=tmp / "work", progress=False)
+                gt = [f.rgb for f in read_frames(clip.gt)]
+                r = {**selection_scores(analysis, load_labels(clip.dir)),
+                     **label_quality(analysis, gt, np.random.default_rng(0))}
+                results[f"{name}{'' if crf is None else f' crf{crf}'}"] = r
+        print("\n## Sharp-frame selection and labels (synthesized handheld clips, 60 frames)\n")
+        print("| clip | accuracy | precision | recall | accuracy, clear frames (ambiguous) | label PSNR in mask | "
+              "unmasked | random mask | coverage |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, r in results.items():
+            rows.append(r)
+            print(f"| {name} | {r['accuracy']:.1%} | {r['precision']:.2f} | {r['recall']:.2f} | {r['accuracy_clear']:.1%} "
+                  f"({r['ambiguous_frames']}) | {r['masked']:.2f} | {r['unmasked']:.2f} | {r['random_mask']:.2f} | "
+                  f"{r['coverage']:.2f} |")
+        for tag, keep in (("lossless", lambda k: "crf" not in k), ("H.264 crf 23", lambda k: "crf" in k)):
+            sel = [r for k, r in results.items() if keep(k)]
+            print(f"| **mean, {tag}** | {np.mean([r['accuracy'] for r in sel]):.1%} | {np.mean([r['precision'] for r in sel]):.2f} "
+                  f"| {np.mean([r['recall'] for r in sel]):.2f} | {np.mean([r['accuracy_clear'] for r in sel]):.1%} | "
+                  f"{np.mean([r['masked'] for r in sel]):.2f} | {np.mean([r['unmasked'] for r in sel]):.2f} | "
+                  f"{np.mean([r['random_mask'] for r in sel]):.2f} | {np.mean([r['coverage'] for r in sel]):.2f} |")
+
+        src = source_clip(args.data / "sharp/sam2_01_dog.mp4", 0, 120)
+        clip720 = tmp / "dog720.mkv"
+        write_video(clip720, src.frames(), src.fps, EncodeSettings("h264", 18, "veryfast"))
+        t = time.perf_counter()
+        n = sum(1 for _ in read_frames(clip720))
+        decode = time.perf_counter() - t
+        t = time.perf_counter()
+        analyze_video(clip720, work_dir=tmp / "work", progress=False)
+        full = time.perf_counter() - t
+        print(f"\n## Analysis speed, {src.width}x{src.height}, {n} frames (DIS medium, label flows at half size, "
+              "consecutive flows at full size)\n")
+        print("| step | seconds | frames/s |\n|---|---:|---:|")
+        print(f"| decode only | {decode:.1f} | {n / decode:.1f} |")
+        print(f"| analyze_video (decode, sharpness, flows, labels, masks) | {full:.1f} | {n / full:.1f} |")
+        results["speed_720p_fps"] = n / full
+
+    print("\n## Real handheld clips (`vidrestore analyze`)\n")
+    for rel in REAL:
+        path = args.data / rel
+        sel = sharpness_timeline(path, progress=False)
+        write_timeline(sel, args.out / path.stem, path.name)
+        s = sel.summary()
+        sharp = ", ".join(str(i) for i in np.flatnonzero(sel.sharp))
+        print(f"- {path.name}: {s['sharp_frames']} of {s['frames']} sharp ({s['sharp_share']:.0%}), longest run without: "
+              f"{s['longest_gap']}; sharp frames: {sharp}; plot {args.out / path.stem / 'sharpness.png'}")
+        results[path.name] = s
+    (args.out / "analysis.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""SelfHVD part 2: sampling (RSCR, Ren), SIS, training (reproducible, resumable), deblur/train/demo jobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import decoded_times, psnr, run_cli, stream_packets
+from vidrestore.errors import VidrestoreError
+from vidrestore.io import EncodeSettings, probe, read_frames
+from vidrestore.models import save_checkpoint
+from vidrestore.models.checkpoint import read_checkpoint_info
+from vidrestore.selfhvd import analyze_video
+from vidrestore.selfhvd import train as train_mod
+from vidrestore.selfhvd.deblur import deblur
+from vidrestore.selfhvd.sampling import Sampler
+from vidrestore.selfhvd.train import Budget, TrainSettings, sis, train
+from vidrestore.synth.handheld import load_labels, synth_handheld
+from vidrestore.synth.shake import ShakeSettings
+
+TINY = dict(crop=64, batch=2)
+
+
+@pytest.fixture(scope="module")
+def shaky(sharp_video, tmp_path_factory):
+    return synth_handheld(sharp_video, tmp_path_factory.mktemp("shaky") / "clip", ShakeSettings(seed=4, blur_strength=2.0),
+                          progress=False)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def analysed(shaky, work):
+    return analyze_video(shaky.blurry, work_dir=work, progress=False)
+
+
+def _weights(model) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_budget_parsing():
+    assert Budget.parse("800") == Budget(steps=800) and Budget.parse("800steps") == Budget(steps=800)
+    assert Budget.parse("5m") == Budget(minutes=5) and Budget.parse("90s") == Budget(minutes=1.5)
+    assert Budget.parse("1.5h") == Budget(minutes=90)
+    for bad in ("soon", "0", "-3m"):
+        with pytest.raises(VidrestoreError, match="budget"):
+            Budget.parse(bad)
+
+
+def test_rscr_replaces_sharp_frames_by_blurry_neighbours(analysed):
+    s = Sampler([analysed], 2, True, "centre", 64, "selfhvd", np.random.default_rng(0))
+    sharp = analysed.selection.sharp
+    i = int(np.flatnonzero(sharp)[0])
+    idx = [min(max(i + d, 0), analysed.count - 1) for d in range(-2, 3)]
+    sources = s._rscr(analysed, idx, 1.0)
+    for t, u in zip(idx, sources):
+        assert (u == t) if not sharp[t] else (not sharp[u] and abs(u - t) <= 3)
+    batch = s.batch(4, rscr_prob=1.0)
+    assert batch.inputs.shape == (4, 5, 3, 64, 64) and batch.prior.shape == (4, 5, 64, 64)
+    assert batch.label.shape == (4, 1, 3, 64, 64) and batch.mask.shape == (4, 1, 1, 64, 64)
+    assert batch.clean is not None and batch.clean_prior.shape == batch.prior.shape
+
+
+def test_ren_samples_blur_sharp_frames_and_label_them_with_themselves(analysed):
+    from vidrestore.metrics.blur import laplacian_variance
+
+    s = Sampler([analysed], 2, True, "centre", 96, "ren", np.random.default_rng(1))
+    for _ in range(4):
+        x = s.sample()
+        assert x["mask"].min() == 1  # centres are sharp frames
+        assert laplacian_variance(x["inputs"][2]) < laplacian_variance(x["label"][0])
+        assert np.array_equal(x["label"][0], x["clean"][2] if x["clean"] is not None else x["label"][0])
+
+
+def test_sis_picks_the_sharp_label_only_when_it_is_sharper_and_not_distorted():
+    rng = np.random.default_rng(0)
+    sharp = torch.from_numpy(rng.random((1, 1, 3, 32, 32), dtype=np.float32))
+    own = torch.full_like(sharp, 0.5) + 0.01 * sharp  # flat: less sharp
+    mask = torch.zeros(1, 1, 1, 32, 32)
+    mask[..., 4:28, 4:28] = 1
+    label, m = sis(sharp, mask, torch.tensor([[0.9]]), own, 0.5)
+    assert torch.equal(label[..., 10, 10], sharp[..., 10, 10]) and torch.equal(label[..., 0, 0], own[..., 0, 0])
+    assert m.min() == 1
+    label, _ = sis(sharp, mask, torch.tensor([[0.3]]), own, 0.5)  # too little of the frame covered
+    assert torch.equal(label, own)
+    label, _ = sis(own, mask, torch.tensor([[0.9]]), sharp, 0.5)  # the model's own output is sharper
+    assert torch.equal(label, sharp)
+
+
+def test_training_is_reproducible_for_a_seed(analysed):
+    settings = TrainSettings(**TINY, stage1_share=0.5)
+    a, _ = train([analysed], settings, Budget(steps=4), progress=False)
+    b, _ = train([analysed], settings, Budget(steps=4), progress=False)
+    c, _ = train([analysed], TrainSettings(**TINY, stage1_share=0.5, seed=1), Budget(steps=4), progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b)))
+    assert not all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(c)))
+
+
+def test_interrupted_training_resumes_to_the_same_model(analysed, tmp_path, monkeypatch):
+    settings = TrainSettings(**TINY, stage1_share=0.5)
+    whole, info = train([analysed], settings, Budget(steps=6), progress=False)
+    assert info["steps"] == 6 and info["stage1_steps"] == 3
+    monkeypatch.setattr(train_mod, "CHECKPOINT_S", 0.0)
+    real, calls = Sampler.batch, []
+
+    def crash_on_fifth(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Sampler, "batch", crash_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        train([analysed], settings, Budget(steps=6), state_dir=tmp_path, progress=False)
+    monkeypatch.setattr(Sampler, "batch", real)
+    resumed, info = train([analysed], settings, Budget(steps=6), state_dir=tmp_path, progress=False)
+    assert info["steps"] == 6
+    assert all(torch.equal(x, y) for x, y in zip(_weights(whole), _weights(resumed)))
+
+
+def test_every_model_trains_with_every_stage(analysed):
+    for name in ("unet", "recurrent"):
+        model, info = train([analysed], TrainSettings(model=name, model_config={"radius": 1, "width": 8}, **TINY,
+                                                       stage1_share=0.34), Budget(steps=3), progress=False)
+        assert info["stage1_steps"] == 2 and np.isfinite(info["loss"])
+
+
+def test_deblur_trains_on_the_video_and_keeps_sharp_frames(shaky, work, tmp_path):
+    out = tmp_path / "out.mkv"
+    report = deblur(shaky.blurry, out, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
+                    work_dir=work, progress=False)
+    assert report.training["steps"] == 6 and report.fallback is None
+    assert decoded_times(out) == decoded_times(shaky.blurry)
+    labels = [f["sharp"] for f in load_labels(shaky.dir)["frames"]]
+    for f_in, f_out, sharp in zip(read_frames(shaky.blurry), read_frames(out), labels):
+        if sharp:
+            assert psnr(f_out.rgb, f_in.rgb) > 40  # sharp frames are left (almost) alone
+    again = deblur(shaky.blurry, out, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
+                   work_dir=work, overwrite=True, progress=False)
+    assert again.training == report.training  # the trained model was reused, not trained again
+
+
+def test_video_without_sharp_frames_falls_back_with_a_note(clip_factory, tmp_path, caplog):
+    path, spec, _ = clip_factory("steady_audio.mkv", codec="ffv1", pix_fmt="yuv444p", frames=12, audio=True, width=128, height=96)
+    out = tmp_path / "out.mkv"
+    report = deblur(path, out, work_dir=tmp_path / "w", progress=False)
+    assert report.training is None and "lucky-frame fusion is used instead" in report.fallback
+    assert report.selection["problem"]
+    assert stream_packets(out, "audio") == stream_packets(path, "audio")
+    assert len(list(read_frames(out))) == spec.frames
+
+
+def test_train_cli_then_deblur_with_the_model_and_adaptation(shaky, clip_factory, tmp_path):
+    model = tmp_path / "phone.safetensors"
+    work = tmp_path / "w"
+    r = run_cli("train", shaky.blurry, shaky.blurry.with_name("gt.mkv"), "-o", model, "--budget", "3", "-q", "--work-dir", work)
+    assert r.returncode == 0, r.stderr
+    info = read_checkpoint_info(model)
+    assert info["model"] == "unet" and info["training"]["steps"] == 3
+    assert len(info["inputs"]) == 1  # gt.mkv has no blurry frames: left out, with a warning
+    assert "left out of training" in r.stderr
+    path, spec, _ = clip_factory("model_audio.mkv", codec="ffv1", pix_fmt="yuv444p", frames=12, audio=True, width=128, height=96)
+    out = tmp_path / "applied.mkv"
+    r = run_cli("deblur", path, "-o", out, "--model", model, "--codec", "ffv1", "-q", "--work-dir", work)
+    assert r.returncode == 0, r.stderr
+    assert stream_packets(out, "audio") == stream_packets(path, "audio")
+    assert probe(out).frame_count == spec.frames
+    r = run_cli("deblur", shaky.blurry, "-o", tmp_path / "adapted.mkv", "--model", model, "--adapt", "2", "-q", "--work-dir", work)
+    assert r.returncode == 0, r.stderr
+    assert "trained 2 steps" in r.stdout
+
+
+def test_deblur_cli_errors_are_one_line(tmp_path, shaky):
+    r = run_cli("deblur", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4")
+    assert r.returncode == 1 and "missing.mp4" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("deblur", shaky.blurry, "-o", tmp_path / "o.mp4", "--model", tmp_path / "none.safetensors")
+    assert r.returncode == 1 and "model file not found" in r.stderr
+    r = run_cli("deblur", shaky.blurry, "-o", tmp_path / "o.mp4", "--budget", "soon")
+    assert r.returncode == 1 and "not a training budget" in r.stderr
+    r = run_cli("deblur", shaky.blurry, "-o", shaky.blurry)
+    assert r.returncode == 1 and "output is the input" in r.stderr
+    r = run_cli("train", shaky.blurry, "-o", tmp_path / "m.pt")
+    assert r.returncode == 1 and "must end in .safetensors" in r.stderr
+    if not torch.cuda.is_available():
+        r = run_cli("deblur", shaky.blurry, "-o", tmp_path / "o.mp4", "--device", "cuda")
+        assert r.returncode == 1 and "no CUDA device" in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_and_reports_psnr(tmp_path):
+    r = run_cli("demo", "-o", tmp_path / "demo", "--budget", "20", "-q", "--work-dir", tmp_path / "w", timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "PSNR-Y against ground truth, blurry frames" in r.stdout
+    for name in ("blurry.mkv", "deblurred.mkv", "gt.mkv", "side_by_side.mp4", "labels.json"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0
+    before, after = (float(x.split(" dB")[0]) for x in r.stdout.split("blurry frames: input ")[1].split("-> output "))
+    assert after > before
+    assert probe(tmp_path / "demo" / "side_by_side.mp4").width == 3 * probe(tmp_path / "demo" / "blurry.mkv").width
