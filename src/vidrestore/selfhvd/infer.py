@@ -5,7 +5,8 @@ precision), prepares it as in training (window models: neighbours warped onto fr
 analysis' consecutive flows, and the fusion prior, `vidrestore.selfhvd.window`; recurrent
 models: frames in place with their flows), and runs the network over the full-resolution frame
 in overlapping tiles (`vidrestore.models.tiling`).
-The output of frame i depends only on its window, so the pipeline can resume mid-video.
+The output of frame i depends only on its window, so the pipeline can resume mid-video. (A
+recurrent model therefore runs over the whole window of every frame, 2k+1 frames per output.)
 """
 
 from __future__ import annotations
