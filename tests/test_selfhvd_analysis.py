@@ -93,6 +93,11 @@ def test_flow_recovers_a_known_subpixel_shift():
     assert np.allclose(np.median(inner, axis=0), [-shift[0], -shift[1]], atol=0.1)
 
 
+def test_learned_flow_is_a_documented_exception():
+    with pytest.raises(VidrestoreError, match="not implemented in this version.*weights"):
+        create_flow("sea-raft", weights="spring-M.pth")
+
+
 def test_occlusion_mask_marks_the_region_a_moving_object_covers():
     rng = np.random.default_rng(2)
     background = textured_scene(rng, 240, 160)

@@ -89,6 +89,10 @@ def _farneback(scale: float = 1.0, levels: int = 5, winsize: int = 15, iteration
 
 
 _FLOWS: dict[str, Callable[..., FlowEstimator]] = {"dis": _dis, "farneback": _farneback}
+# Learned estimators (the SelfHVD authors used SEA-RAFT) would be registered here as factories
+# taking `weights`, a local file (vidrestore downloads nothing), and returning a FlowEstimator
+# whose function runs the network; none is implemented yet, and asking for one says so.
+LEARNED = ("raft", "sea-raft")
 
 
 def list_flows() -> list[str]:
@@ -96,7 +100,16 @@ def list_flows() -> list[str]:
 
 
 def create_flow(name: str = "dis", **cfg) -> FlowEstimator:
-    """Build a flow estimator by name ("dis" default, "farneback") with its settings."""
+    """Build a flow estimator by name ("dis" default, "farneback") with its settings.
+
+    Raises VidrestoreError for unknown names, bad settings, and the learned estimators of
+    `LEARNED`, which are not implemented in this version.
+    """
+    if name in LEARNED:
+        raise VidrestoreError(
+            f"learned flow estimator {name!r} is not implemented in this version; it will take a local "
+            f"weights file (create_flow({name!r}, weights='PATH')); use 'dis' (default) or 'farneback'"
+        )
     if name not in _FLOWS:
         raise VidrestoreError(f"unknown flow estimator {name!r}; choose one of {', '.join(_FLOWS)}")
     try:
