@@ -189,7 +189,7 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default="5m", help="training budget: minutes (5m), seconds (90s), hours (1h) or steps (800); default 5m")
     p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch")
     p.add_argument("--adapt", type=int, default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
-    p.add_argument("--tile", type=int, default=384, help="inference tile size in pixels (0: whole frames; default 384)")
+    p.add_argument("--tile", type=int, default=512, help="inference tile size in pixels (0: whole frames; default 512)")
     _training_options(p)
     _output_options(p)
     _common(p)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TILE = 384
+DEFAULT_TILE = 512
 DEFAULT_MARGIN = 48
 
 

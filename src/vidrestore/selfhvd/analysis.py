@@ -216,7 +216,9 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
     meta = json.loads((folder / "analysis.json").read_text())
     selection = select_sharp(np.array(meta["sharpness"]), settings.block, settings.min_ratio, settings.max_spread)
     partner = selection.nearest_sharp()
+    t_labels = time.perf_counter()
     _label_pass(folder, partner, settings, progress)
+    meta["timing"]["labels_s"] = time.perf_counter() - t_labels
     meta.update({"sharp": selection.sharp.tolist(), "partner": partner.tolist(),
                  "selection": {k: v for k, v in selection.to_dict().items() if k != "per_frame"},
                  "seconds": time.perf_counter() - t0})
@@ -241,6 +243,7 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
     prv = mm("prev.npy", (n - 1, ha, wa, 2), np.float16)
     sharpness = []
     prev = None
+    t_start, align_s = time.perf_counter(), 0.0
     bar = progress_bar(n, "analyse (frames, sharpness, flow)", progress)
     try:
         for f in prefetch(VideoReader(src, info).frames()):
@@ -250,18 +253,21 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
             frames[i] = to_u8(f.rgb)
             sharpness.append(frame_sharpness(f.rgb, settings.sharpness_scale))
             grey[i] = label_flow.prepare(f.rgb)
+            t0 = time.perf_counter()
             small = cv2.resize(grey[i], (wa, ha), interpolation=cv2.INTER_AREA)
             if prev is not None:
                 nxt[i - 1] = align_flow.flow_prepared(prev, small)
                 prv[i - 1] = align_flow.flow_prepared(small, prev)
             prev = small
+            align_s += time.perf_counter() - t0
             bar.update(1)
     finally:
         bar.close()
     for a in (frames, grey, nxt, prv):
         a.flush()
     meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": info.width,
-            "height": info.height, "fps": float(info.fps or 25), "settings": asdict(settings), "sharpness": sharpness}
+            "height": info.height, "fps": float(info.fps or 25), "settings": asdict(settings), "sharpness": sharpness,
+            "timing": {"decode_sharpness_s": time.perf_counter() - t_start - align_s, "align_flows_s": align_s}}
     atomic_write_text(folder / "analysis.json", json.dumps(meta))
 
 
