@@ -9,7 +9,6 @@ import torch
 from conftest import decoded_times, psnr, run_cli, stream_packets
 from vidrestore.errors import VidrestoreError
 from vidrestore.io import EncodeSettings, probe, read_frames
-from vidrestore.models import save_checkpoint
 from vidrestore.models.checkpoint import read_checkpoint_info
 from vidrestore.selfhvd import analyze_video
 from vidrestore.selfhvd import train as train_mod

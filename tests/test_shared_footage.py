@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import numpy as np
 import pytest
 
 from conftest import _assert_within_one_code_value, SHARED_DATA, decoded_times, psnr

@@ -83,3 +83,23 @@ def atomic_write_text(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def read_versioned_json(path: str | os.PathLike, filename: str, version: int, made_by: str) -> dict:
+    """Read a JSON file written by vidrestore (or `filename` inside the folder `path`) of a known version.
+
+    Raises VidrestoreError naming the file when it is missing (saying `made_by` makes one), is not
+    JSON, or has another version.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / filename
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise VidrestoreError(f"no {filename} here (make one with {made_by})", p) from None
+    except json.JSONDecodeError as err:
+        raise VidrestoreError(f"{filename} is not valid JSON ({err})", p) from None
+    if data.get("version") != version:
+        raise VidrestoreError(f"{filename} version {data.get('version')!r} is not {version}", p)
+    return data

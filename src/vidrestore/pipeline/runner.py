@@ -20,7 +20,7 @@ from ..io.encode import EncodeSettings, OutputPlan, SegmentEncoder, plan_output
 from ..io.images import write_image
 from ..io.mux import TrackPlan, container_format, mux_output, plan_tracks
 from ..io.paths import check_output, config_key, content_hash
-from ..io.probe import VideoInfo, probe
+from ..io.probe import probe
 from ..io.reader import Frame, VideoReader
 from ..io.segments import Job, SegmentRecord
 from .prefetch import prefetch

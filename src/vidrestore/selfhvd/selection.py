@@ -34,7 +34,7 @@ figures in the README):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from skimage.filters import threshold_otsu

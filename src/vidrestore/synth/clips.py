@@ -61,7 +61,7 @@ class ClipSpec:
 
 def _patch_boxes(width: int, height: int) -> list[tuple[int, int, int, int]]:
     """(top, bottom, left, right) of each known patch: a 4 x 2 grid over the left 40 % of the frame."""
-    rows, cols = 4, 2
+    rows = 4
     boxes = []
     for k in range(len(PATCHES)):
         r, c = k % rows, k // rows

@@ -61,7 +61,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
-from ..io.paths import atomic_write_text, check_output
+from ..io.paths import atomic_write_text, check_output, read_versioned_json
 from ..pipeline.progress import progress_bar
 from .sensor import linear_to_srgb, poisson_gaussian_noise, srgb_to_linear
 from .shake import ShakePlan, ShakeSettings, blur_paths, plan_shake
@@ -141,18 +141,7 @@ def labels_dict(plan: ShakePlan, clip: SourceClip, noise: tuple[float, float] | 
 
 def load_labels(path: str | os.PathLike) -> dict:
     """Read labels.json (or the labels.json inside a synth output folder)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / FILES["labels"]
-    try:
-        labels = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise VidrestoreError("no labels.json here (make one with `vidrestore synth handheld`)", p) from None
-    except json.JSONDecodeError as err:
-        raise VidrestoreError(f"labels file is not valid JSON ({err})", p) from None
-    if labels.get("version") != LABELS_VERSION:
-        raise VidrestoreError(f"labels version {labels.get('version')!r} is not {LABELS_VERSION}", p)
-    return labels
+    return read_versioned_json(path, FILES["labels"], LABELS_VERSION, "`vidrestore synth handheld`")
 
 
 def synth_handheld(

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
-from ..io.paths import atomic_write_text, check_output
+from ..io.paths import atomic_write_text, check_output, read_versioned_json
 from ..pipeline.progress import progress_bar
 from .shake import MAX_ZOOM, ShakeSettings, camera, hand_motion, homographies, residual_at, zoom_needed
 from .source import source_clip
@@ -69,17 +69,7 @@ def true_camera_path(h: np.ndarray) -> np.ndarray:
 
 def load_trajectory(path: str | os.PathLike) -> dict:
     """Read trajectory.json (or the one inside a synth_shaky folder); "homographies" as an (F, 3, 3) array."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / FILES["trajectory"]
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise VidrestoreError("no trajectory.json here (make one with synth_shaky)", p) from None
-    except json.JSONDecodeError as err:
-        raise VidrestoreError(f"trajectory file is not valid JSON ({err})", p) from None
-    if data.get("version") != TRAJECTORY_VERSION:
-        raise VidrestoreError(f"trajectory version {data.get('version')!r} is not {TRAJECTORY_VERSION}", p)
+    data = read_versioned_json(path, FILES["trajectory"], TRAJECTORY_VERSION, "synth_shaky")
     data["homographies"] = np.array(data["homographies"])
     return data
 
