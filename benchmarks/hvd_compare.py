@@ -1,0 +1,64 @@
+"""Real footage: vidrestore's SelfHVD output next to the SelfHVD authors' published output.
+
+    vidrestore bench benchmarks/suites/selfhvd-real.toml -o bench-results/selfhvd-real --keep-videos
+    python benchmarks/hvd_compare.py bench-results/selfhvd-real [--data ../shared/data]
+
+For each HVD clip (`real_blur/hvd00N_input.mp4`, no ground truth) it scores the input, our
+output (`videos/hvd00N/SelfHVD (full).mkv` from the bench run) and the authors' output
+(`real_blur/hvd00N_selfhvd_output.mp4`) with the same no-reference metrics against the input:
+blur effect (Crete et al.; lower is sharper), Laplacian variance (higher is sharper), drift
+(median flow of output vs input, px) and warping-error excess over the input. It writes a PNG
+per clip: the same crop of one frame from the input, our output and theirs, side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidrestore.io import read_frames
+from vidrestore.metrics.report import evaluate_videos
+
+ROOT = Path(__file__).resolve().parents[1]
+METHOD = "SelfHVD (full)"
+
+
+def crop_panel(paths: dict[str, Path], frame: int, out: Path, size: int = 360) -> None:
+    """The centre-right crop of `frame` from each video, side by side, captioned."""
+    tiles = []
+    for name, path in paths.items():
+        rgb = next(f.rgb for f in read_frames(path, frame, frame + 1))
+        h, w = rgb.shape[:2]
+        y0, x0 = (h - size) // 2, (w - size) * 2 // 3
+        tile = np.ascontiguousarray((np.clip(rgb[y0:y0 + size, x0:x0 + size], 0, 1) * 255 + 0.5).astype(np.uint8))
+        cv2.rectangle(tile, (0, 0), (10 * len(name) + 8, 24), (0, 0, 0), -1)
+        cv2.putText(tile, name, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    cv2.imwrite(str(out), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", type=Path, help="the bench results folder of selfhvd-real.toml (run with --keep-videos)")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    args = ap.parse_args()
+    print("| clip | video | blur effect | Laplacian var | drift px vs input | warp excess x1e3 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for clip in ("hvd002", "hvd004"):
+        source = args.data / "real_blur" / f"{clip}_input.mp4"
+        videos = {"input": source, "vidrestore SelfHVD": args.results / "videos" / clip / f"{METHOD}.mkv",
+                  "authors' SelfHVD": args.data / "real_blur" / f"{clip}_selfhvd_output.mp4"}
+        for name, path in videos.items():
+            s = evaluate_videos(path, source, gt=False, progress=False).summary()["all"]
+            print(f"| {clip} | {name} | {s['blur_effect']:.3f} | {s['lap_var']:.0f} | {s['drift_px']:.3f} | "
+                  f"{s['warp_excess'] * 1e3:.3f} |")
+        out = args.results / f"{clip}_crop.png"
+        crop_panel(videos, 10, out)
+        print(f"|  | crop of frame 10: {out} | | | | |")
+
+
+if __name__ == "__main__":
+    main()
