@@ -161,7 +161,10 @@ def plan_output(info: VideoInfo, settings: EncodeSettings) -> OutputPlan:
 
 def make_frame(rgb: np.ndarray, plan: OutputPlan) -> av.VideoFrame:
     """Convert float32 RGB to a VideoFrame in the plan's pixel format, with its colour tags."""
-    frame = write_planes(rgb_to_planes(rgb, plan.layout, plan.colour), plan.layout, plan.width, plan.height)
+    return _tagged(write_planes(rgb_to_planes(rgb, plan.layout, plan.colour), plan.layout, plan.width, plan.height), plan)
+
+
+def _tagged(frame: av.VideoFrame, plan: OutputPlan) -> av.VideoFrame:
     frame.color_range = plan.tags.range
     frame.colorspace = plan.tags.matrix
     frame.color_primaries = plan.tags.primaries
@@ -202,7 +205,12 @@ class SegmentEncoder:
             self.container.mux(pk)
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
-        frame = make_frame(rgb, self.plan)
+        self.write_native(make_frame(rgb, self.plan), pts)
+
+    def write_native(self, frame: av.VideoFrame, pts: int) -> None:
+        """Encode a frame already in the plan's pixel format (a decoded one, passed through)."""
+        frame = _tagged(frame, self.plan)
+        frame.pict_type = av.video.frame.PictureType.NONE  # the decoder's key frames are not ours
         frame.pts = pts
         frame.time_base = self.plan.time_base
         self._mux(self.stream.encode(frame))

@@ -46,6 +46,15 @@ class Frame:
         return replace(self, rgb=rgb)
 
 
+@dataclass(frozen=True)
+class NativeFrame:
+    """A decoded frame as the decoder gave it (in the stream's native pixel format)."""
+
+    index: int
+    pts: int
+    frame: av.VideoFrame
+
+
 def stream_colour(info: VideoInfo) -> Colour:
     """The matrix and range used to convert this video's frames (guessing untagged ones as players do)."""
     fmt = native_format(info.pix_fmt)
@@ -90,7 +99,12 @@ class VideoReader:
             return
         yield from self._video_frames(start, stop)
 
-    def _video_frames(self, start: int, stop: int | None) -> Iterator[Frame]:
+    def native_frames(self, start: int = 0, stop: int | None = None) -> Iterator[NativeFrame]:
+        """Yield the decoded frames `start`..`stop`-1 as they are, in the stream's own pixel format.
+
+        What a stage-less re-encode hands to the encoder: no float RGB round trip, so it is
+        bit-exact and costs no conversion. Video files only.
+        """
         info = self.info
         c = open_container(self.path)
         try:
@@ -101,7 +115,6 @@ class VideoReader:
             step = max(1, round(1 / (fps * tb)))
             index, last_pts = 0, None
             native = native_format(info.pix_fmt)
-            layout = info.layout
             packets = c.demux(vs)
             while True:
                 try:
@@ -130,7 +143,7 @@ class VideoReader:
                             )
                         if f.format.name != native:
                             f = f.reformat(format=native)
-                        yield Frame(index, int(pts), tb, planes_to_rgb(read_planes(f), layout, self.colour))
+                        yield NativeFrame(index, int(pts), f)
                     index += 1
             if index == 0:
                 raise VidrestoreError("no video frame could be decoded (truncated or corrupt)", self.path)
@@ -142,6 +155,11 @@ class VideoReader:
                 )
         finally:
             c.close()
+
+    def _video_frames(self, start: int, stop: int | None) -> Iterator[Frame]:
+        tb, layout = self.info.time_base, self.info.layout
+        for f in self.native_frames(start, stop):
+            yield Frame(f.index, f.pts, tb, planes_to_rgb(read_planes(f.frame), layout, self.colour))
 
     def _image_frames(self, start: int, stop: int | None) -> Iterator[Frame]:
         files = list_images(self.path)

@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 
 from ..errors import VidrestoreError
+from ..io.colour import native_format
 from ..io.encode import EncodeSettings, OutputPlan, SegmentEncoder, plan_output
 from ..io.images import write_image
 from ..io.mux import TrackPlan, container_format, mux_output, plan_tracks
@@ -238,14 +239,23 @@ def restore(
 
 def _render(job: Job, reader: VideoReader, stages: Sequence[Stage], plan: OutputPlan,
             pngs: _PngSegments | None, show_progress: bool) -> None:
-    """Encode every segment not yet committed, continuing from the first missing one."""
+    """Encode every segment not yet committed, continuing from the first missing one.
+
+    With no stages and an output in the input's own pixel format, the decoded frames go to the
+    encoder as they are (bit-exact, and no float RGB round trip to pay for).
+    """
     n = job.segment_frames
     first_seg = job.segments_done
     start = first_seg * n
     reach = sum(s.radius for s in stages)
     if pngs is not None and first_seg == 0:
         pngs.reset()
-    frames = apply_stages(stages, prefetch(reader.frames(max(0, start - reach))))
+    passthrough = (not stages and pngs is None and reader.info.kind == "video"
+                   and plan.layout.name == native_format(reader.info.pix_fmt))
+    if passthrough:
+        frames = prefetch(reader.native_frames(start))
+    else:
+        frames = apply_stages(stages, prefetch(reader.frames(max(0, start - reach))))
     bar = progress_bar(reader.info.frame_count, "restore", show_progress, initial=start)
     enc: SegmentEncoder | None = None
     seg_pts: list[int] = []
@@ -277,7 +287,10 @@ def _render(job: Job, reader: VideoReader, stages: Sequence[Stage], plan: Output
             else:
                 if enc is None:
                     enc = SegmentEncoder(job.segment_path(seg_index), plan)
-                enc.write(f.rgb, f.pts)
+                if passthrough:
+                    enc.write_native(f.frame, f.pts)
+                else:
+                    enc.write(f.rgb, f.pts)
             seg_pts.append(f.pts)
             done_now += 1
             bar.update(1)
