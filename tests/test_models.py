@@ -91,3 +91,20 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_checkpoint(tmp_path / "junk.safetensors")
     with pytest.raises(VidrestoreError, match="model file not found"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (runs where there is one)")
+@pytest.mark.parametrize("name", list_models())
+def test_cuda_gives_the_cpu_result_and_trains(name, monkeypatch):
+    # TF32 (cuDNN's default) rounds to 10-bit mantissas: compare in full fp32.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    model = _randomise(create_model(name, radius=1)).eval()
+    inputs = _inputs(model, b=1, h=64, w=96)
+    with torch.no_grad():
+        cpu = model(*inputs)
+        gpu = model.to("cuda")(*(x.to("cuda") for x in inputs)).cpu()
+    assert (cpu - gpu).abs().max() < 1e-4
+    out = model.train()(*(x.to("cuda") for x in inputs))
+    out.abs().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

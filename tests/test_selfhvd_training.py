@@ -189,6 +189,15 @@ def test_deblur_cli_errors_are_one_line(tmp_path, shaky):
         assert r.returncode == 1 and "no CUDA device" in r.stderr
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (runs where there is one)")
+def test_deblur_on_cuda(shaky, tmp_path):
+    out = tmp_path / "cuda.mkv"
+    r = run_cli("deblur", shaky.blurry, "-o", out, "--device", "cuda", "--budget", "20", "-q",
+                "--work-dir", tmp_path / "w")
+    assert r.returncode == 0, r.stderr
+    assert probe(out).frame_count == probe(shaky.blurry).frame_count
+
+
 @pytest.mark.slow
 def test_demo_runs_and_reports_psnr(tmp_path):
     r = run_cli("demo", "-o", tmp_path / "demo", "--budget", "20", "-q", "--work-dir", tmp_path / "w", timeout=600)
