@@ -185,3 +185,41 @@ def test_analysis_of_too_short_a_video_is_a_clear_error(tmp_path):
     write_video(one, [np.zeros((32, 32, 3), np.float32)], 25)
     with pytest.raises(VidrestoreError, match="at least 2 frames"):
         analyze_video(one, work_dir=tmp_path, progress=False)
+
+
+def test_relative_sharpness_sees_a_pixel_of_blur_whatever_the_content():
+    """A pan from busy to plain scenery, every third frame smeared by one pixel vertically.
+
+    The Laplacian variance follows the content (it falls by more than half along the pan);
+    relative sharpness compares each frame with its neighbours on the same content, in its worst
+    direction, so the smeared frames and only they come out clearly less sharp.
+    """
+    from vidrestore.selfhvd.relative_sharpness import RelativeSharpness
+    from vidrestore.selfhvd.selection import frame_sharpness
+
+    rng = np.random.default_rng(5)
+    busy, plain = textured_scene(rng, 450, 240, rects=400), textured_scene(rng, 450, 240, rects=40)
+    scene = np.concatenate([busy, plain], axis=1)
+    smear = np.array([[0.5], [0.5]], np.float32)
+    blurred = np.arange(40) % 3 == 1
+    meter, laplacian = RelativeSharpness(), []
+    for i in range(40):
+        f = np.ascontiguousarray(scene[20:212, 12 * i:12 * i + 320])
+        if blurred[i]:
+            f = cv2.filter2D(f, -1, smear, borderType=cv2.BORDER_REFLECT)
+        meter.add(f)
+        laplacian.append(frame_sharpness(f))
+    rel = meter.solve()
+    sharp_lap = np.array(laplacian)[~blurred]
+    assert sharp_lap[:3].mean() > 2 * sharp_lap[-3:].mean()
+    assert rel[~blurred].min() > 2 * rel[blurred].max(), (rel[~blurred].min(), rel[blurred].max())
+    assert np.array_equal(select_sharp(rel).sharp, ~blurred)
+    assert (select_sharp(np.array(laplacian)).sharp == ~blurred).mean() < 0.9
+
+
+def test_analysis_can_select_on_relative_sharpness(shaky, analysed, tmp_path):
+    rel = analyze_video(shaky.blurry, AnalysisSettings(sharpness_measure="relative"), work_dir=tmp_path, progress=False)
+    assert rel.selection.params["measure"] == "relative" and analysed.selection.params["measure"] == "laplacian"
+    assert np.allclose(rel.laplacian, analysed.laplacian)  # the fusion prior's measure does not change
+    assert 0.5 < rel.selection.sharpness.max() <= 1.0 and rel.selection.count >= 2
+    assert all(rel.partner >= 0)

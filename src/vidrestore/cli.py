@@ -105,10 +105,17 @@ def _probe_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--block", type=int, default=20, help="frames per sharp-frame selection block (default 20, as in SelfHVD)")
+    p.add_argument("--measure", choices=["laplacian", "relative"], default="laplacian",
+                   help="sharpness the selection runs on: SelfHVD's Laplacian variance (default) or relative to the neighbours "
+                        "(more accurate on synthesized clips, keeps fewer frames of low-frame-rate footage)")
+
+
 def _analysis_settings(args: argparse.Namespace):
     from .selfhvd import AnalysisSettings
 
-    return AnalysisSettings(block=args.block)
+    return AnalysisSettings(block=args.block, sharpness_measure=args.measure)
 
 
 def _device_option(p: argparse.ArgumentParser) -> None:
@@ -125,7 +132,7 @@ def _analyze_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="video file or folder of images")
     p.add_argument("-o", "--output", type=Path, help="folder for the plot, CSV and JSON (default ./NAME-analysis)")
     p.add_argument("--json", action="store_true", help="print the per-frame sharpness and selection as JSON")
-    p.add_argument("--block", type=int, default=20, help="frames per selection block (default 20, as in SelfHVD)")
+    _selection_options(p)
     p.add_argument("--panel", type=int, action="append", default=[], metavar="FRAME",
                    help="write a PNG of the label and masks of this frame (repeatable; builds the labels)")
     p.add_argument("--work-dir", type=Path, help="where the analysis is cached (default ~/.cache/vidrestore)")
@@ -167,7 +174,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-sevd", action="store_true", help="ablation: leave out SEVD (RSCR + SIS)")
     p.add_argument("--no-scscm", action="store_true", help="ablation: leave out SCSCM")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--block", type=int, default=20, help="frames per sharp-frame selection block (default 20)")
+    _selection_options(p)
     _device_option(p)
 
 

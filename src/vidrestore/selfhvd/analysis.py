@@ -11,7 +11,7 @@ directory, keyed by the input's content hash and the settings (so training, a re
   (`VideoAnalysis.aligned`);
 * ``label_flow.npy`` (T, h, w, 2) float16: flow i -> j(i) to the sharp frame supervising i;
 * ``label_mask.npy`` (T, h, w) uint8: validity x occlusion x uncertainty of that label, 0-255;
-* ``analysis.json``: sharpness, the selection, partners j(i), the settings, the video's size.
+* ``analysis.json``: sharpness (the selection's measure and the Laplacian variance), the selection, partners j(i), the settings, the video's size.
 
 Flows and masks stay at their working scale and are resized for the crops that training reads
 (`vidrestore.flow.resize_field`), which keeps the cache small: for a 10 s 720p clip about 0.8
@@ -47,9 +47,9 @@ from ..pipeline import default_work_dir
 from ..pipeline.prefetch import prefetch
 from ..pipeline.progress import progress_bar
 from .labels import label_mask
-from .selection import DEFAULT_BLOCK, DEFAULT_MAX_SPREAD, DEFAULT_MIN_RATIO, SHARPNESS_SCALE, Selection, frame_sharpness, select_sharp
+from .selection import DEFAULT_BLOCK, DEFAULT_MAX_SPREAD, DEFAULT_MIN_RATIO, SHARPNESS_SCALE, Selection, SharpnessMeter, select_sharp
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class AnalysisSettings:
 
     Attributes:
         block, min_ratio, max_spread: sharp-frame selection (`select_sharp`).
-        sharpness_scale: scale at which sharpness is measured.
+        sharpness_measure: what the selection runs on: "laplacian" (SelfHVD's) or "relative" (`SharpnessMeter`).
+        sharpness_scale: scale at which the Laplacian variance is measured.
         flow_preset: OpenCV DIS preset of every flow.
         label_scale: working scale of the label flows and masks.
         align_scale: working scale of the flows between consecutive frames.
@@ -69,6 +70,7 @@ class AnalysisSettings:
     block: int = DEFAULT_BLOCK
     min_ratio: float = DEFAULT_MIN_RATIO
     max_spread: float = DEFAULT_MAX_SPREAD
+    sharpness_measure: str = "laplacian"
     sharpness_scale: float = SHARPNESS_SCALE
     flow_preset: str = "medium"
     label_scale: float = 0.5
@@ -104,6 +106,7 @@ class VideoAnalysis:
         self.selection = Selection(np.array(meta["sharpness"], np.float32), np.array(meta["sharp"], bool), sel["block"],
                                    sel["thresholds"], sel["standing_out"], sel["params"])
         self.partner = np.array(meta["partner"], np.int64)
+        self.laplacian = np.array(meta["laplacian"], np.float32)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -215,6 +218,7 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
     _decode_pass(src, info, settings, folder, progress)
     meta = json.loads((folder / "analysis.json").read_text())
     selection = select_sharp(np.array(meta["sharpness"]), settings.block, settings.min_ratio, settings.max_spread)
+    selection.params["measure"] = settings.sharpness_measure
     partner = selection.nearest_sharp()
     t_labels = time.perf_counter()
     _label_pass(folder, partner, settings, progress)
@@ -241,7 +245,7 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
     grey = mm("grey.npy", (n, h, w), np.uint8)
     nxt = mm("next.npy", (n - 1, ha, wa, 2), np.float16)
     prv = mm("prev.npy", (n - 1, ha, wa, 2), np.float16)
-    sharpness = []
+    meter = SharpnessMeter(settings.sharpness_measure, settings.sharpness_scale)
     prev = None
     t_start, align_s = time.perf_counter(), 0.0
     bar = progress_bar(n, "analyse (frames, sharpness, flow)", progress)
@@ -251,7 +255,7 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
             if i >= n:
                 raise VidrestoreError(f"the video holds more frames than the {n} its container declares", src)
             frames[i] = to_u8(f.rgb)
-            sharpness.append(frame_sharpness(f.rgb, settings.sharpness_scale))
+            meter.add(f.rgb)
             grey[i] = label_flow.prepare(f.rgb)
             t0 = time.perf_counter()
             small = cv2.resize(grey[i], (wa, ha), interpolation=cv2.INTER_AREA)
@@ -266,7 +270,8 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
     for a in (frames, grey, nxt, prv):
         a.flush()
     meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": info.width,
-            "height": info.height, "fps": float(info.fps or 25), "settings": asdict(settings), "sharpness": sharpness,
+            "height": info.height, "fps": float(info.fps or 25), "settings": asdict(settings),
+            "sharpness": meter.values().tolist(), "laplacian": meter.laplacian,
             "timing": {"decode_sharpness_s": time.perf_counter() - t_start - align_s, "align_flows_s": align_s}}
     atomic_write_text(folder / "analysis.json", json.dumps(meta))
 

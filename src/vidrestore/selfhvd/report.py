@@ -24,7 +24,7 @@ from ..pipeline.prefetch import prefetch
 from ..pipeline.progress import progress_bar
 from .analysis import AnalysisSettings, VideoAnalysis, to_u8
 from .labels import label_masks
-from .selection import Selection, frame_sharpness, select_sharp
+from .selection import Selection, SharpnessMeter, select_sharp
 
 
 def sharpness_timeline(video: str | os.PathLike, settings: AnalysisSettings = AnalysisSettings(),
@@ -32,14 +32,16 @@ def sharpness_timeline(video: str | os.PathLike, settings: AnalysisSettings = An
     """Sharpness of every frame of `video` (streamed) and the sharp-frame selection."""
     info = probe(video)
     bar = progress_bar(info.frame_count, "sharpness", progress)
-    values = []
+    meter = SharpnessMeter(settings.sharpness_measure, settings.sharpness_scale)
     try:
         for f in prefetch(VideoReader(video, info).frames()):
-            values.append(frame_sharpness(f.rgb, settings.sharpness_scale))
+            meter.add(f.rgb)
             bar.update(1)
     finally:
         bar.close()
-    return select_sharp(np.array(values), settings.block, settings.min_ratio, settings.max_spread)
+    selection = select_sharp(meter.values(), settings.block, settings.min_ratio, settings.max_spread)
+    selection.params["measure"] = settings.sharpness_measure
+    return selection
 
 
 def write_timeline(selection: Selection, out_dir: str | os.PathLike, title: str = "") -> dict[str, Path]:
@@ -61,7 +63,8 @@ def write_timeline(selection: Selection, out_dir: str | os.PathLike, title: str 
     n = selection.frames
     x = np.arange(n)
     fig, ax = plt.subplots(figsize=(min(16, 6 + n / 40), 3.6), dpi=100)
-    ax.plot(x, selection.sharpness, color="0.35", lw=1, label="sharpness (Laplacian variance)")
+    what = "relative sharpness (worst direction, vs sharpest)" if selection.params.get("measure") == "relative" else "Laplacian variance"
+    ax.plot(x, selection.sharpness, color="0.35", lw=1, label=f"sharpness ({what})")
     ax.scatter(x[selection.sharp], selection.sharpness[selection.sharp], s=14, color="tab:green", zorder=3,
                label=f"selected sharp ({selection.count})")
     ax.scatter(x[~selection.sharp], selection.sharpness[~selection.sharp], s=6, color="tab:red", zorder=2, label="blurry")

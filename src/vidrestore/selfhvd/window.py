@@ -72,8 +72,8 @@ def window_input(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
     """Aligned frames (T, h, w, 3) and fusion log-weights (T, h, w) for frame i.
 
     `frame_of` maps a frame index to the full frame (8-bit from the analysis, or float from the
-    pipeline); sharpness is the analysis' per-frame measurement. Other arguments as `fusion_prior`.
+    pipeline); sharpness is the analysis' per-frame Laplacian variance. Other arguments as `fusion_prior`.
     """
     aligned = [warp_onto(analysis, i, t, frame_of(t), box) for t in sources]
-    sharpness = {t: float(analysis.selection.sharpness[t]) for t in set(sources)}
+    sharpness = {t: float(analysis.laplacian[t]) for t in set(sources)}
     return np.stack(aligned), fusion_prior(analysis, i, sources, centre, box, aligned, sharpness)
