@@ -124,3 +124,9 @@ def test_ci_suite_lucky_beats_identity_on_blurry_frames_of_every_clip(tmp_path):
     for clip in results:
         ident, lucky = (clip.methods[m].summary["blurry"]["psnr_y"] for m in ("identity", "lucky"))
         assert lucky > ident, (clip.name, ident, lucky)
+
+
+def test_selfhvd_method_takes_training_and_analysis_options(sharp_video, tmp_path):
+    body = '[[methods]]\nname = "selfhvd"\noptions = { budget = "2", label_scale = 1.0, nope = 1 }'
+    with pytest.raises(VidrestoreError, match=r"unknown option\(s\) nope; allowed: .*label_scale.*sevd"):
+        run_suite(load_suite(_suite(tmp_path, sharp_video, body)), tmp_path / "out", work_dir=tmp_path / "w", progress=False)

@@ -1,7 +1,8 @@
 """SelfHVD and the Ren et al. baseline as benchmark methods: each trains on the clip, then deblurs it.
 
 Options (a suite's `options = {...}`): `budget` ("5m", "90s", or a number of steps), any
-`TrainSettings` field (`sevd`, `scscm`, `model`, `seed`, ...). Each run starts from an empty
+`TrainSettings` field (`sevd`, `scscm`, `model`, `seed`, ...) and any `AnalysisSettings` field
+(`sharpness_measure`, `label_scale`, ...). Each run starts from an empty
 work directory, so its wall time covers the whole job: analysis, training and inference.
 """
 
@@ -15,17 +16,21 @@ from ..io import EncodeSettings
 from .methods import MethodCall, register_method
 
 def _run(call: MethodCall, **fixed) -> None:
+    from ..selfhvd.analysis import AnalysisSettings
     from ..selfhvd.deblur import deblur
     from ..selfhvd.train import Budget, TrainSettings
 
     opts = {**call.options, **fixed}
     budget = Budget.parse(str(opts.pop("budget", "5m")))
-    names = {f.name for f in fields(TrainSettings)}
-    unknown = sorted(set(opts) - names)
+    train_names, analysis_names = {f.name for f in fields(TrainSettings)}, {f.name for f in fields(AnalysisSettings)}
+    unknown = sorted(set(opts) - train_names - analysis_names)
     if unknown:
-        raise VidrestoreError(f"unknown option(s) {', '.join(unknown)}; allowed: budget, {', '.join(sorted(names))}")
+        raise VidrestoreError(f"unknown option(s) {', '.join(unknown)}; allowed: budget, "
+                              f"{', '.join(sorted(train_names | analysis_names))}")
+    analysis = AnalysisSettings(**{k: opts.pop(k) for k in list(opts) if k in analysis_names})
     with tempfile.TemporaryDirectory(dir=call.work_dir) as scratch:
-        report = deblur(call.input, call.output, budget=budget, settings=TrainSettings(**opts), encode=EncodeSettings("ffv1"),
+        report = deblur(call.input, call.output, budget=budget, settings=TrainSettings(**opts), analysis=analysis,
+                        encode=EncodeSettings("ffv1"),
                         overwrite=True, work_dir=scratch, progress=call.progress)
     if report.training:
         call.timings["train_s"] = report.training["train_seconds"]
