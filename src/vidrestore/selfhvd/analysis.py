@@ -11,16 +11,20 @@ directory, keyed by the input's content hash and the settings (so training, a re
   (`VideoAnalysis.aligned`);
 * ``label_flow.npy`` (T, h, w, 2) float16: flow i -> j(i) to the sharp frame supervising i;
 * ``label_mask.npy`` (T, h, w) uint8: validity x occlusion x uncertainty of that label, 0-255;
-* ``analysis.json``: sharpness (the selection's measure and the Laplacian variance), the selection, partners j(i), the settings, the video's size.
+* ``analysis.json``: sharpness (the selection's measure and the Laplacian variance), the
+  selection, partners j(i), the settings, the video's size.
 
 Flows and masks stay at their working scale and are resized for the crops that training reads
 (`vidrestore.flow.resize_field`), which keeps the cache small: for a 10 s 720p clip about 0.8
 GB of frames and 0.4 GB of flows and masks. Label flows are computed at half size: against the
 ground truth of synthesized clips, sharp frames warped with flow at a quarter of the size (as
-the SelfHVD authors do with SEA-RAFT) lost 2-3 dB to flow at half size with DIS; consecutive
-frames differ less, and the network corrects small misalignments of its input, so their flows
-are computed at a quarter of the size. Everything is written with numpy's .npy format, so
-it is memory-mapped rather than loaded.
+the SelfHVD authors do with SEA-RAFT) lost 2-3 dB to flow at half size with DIS, and flow at
+full size gained nothing after training (35.18 against 35.23 dB on blurry frames, 2-minute
+budget, the SelfHVD suite's clips). The flows between consecutive frames, which align the
+network's input and its fusion prior, are computed at full size: at half size the trained
+result lost 0.5 dB on blurry frames (34.72 dB) and at a quarter 1.2 dB (33.98 dB). They are
+most of the analysis' time. Everything is written with numpy's .npy format, so it is
+memory-mapped rather than loaded.
 
 Which sharp frame supervises a blurry frame: the nearest selected frame in time, the sharper
 one on a tie (docs/selfhvd-method.md sec. 8, question 2). Sharp frames label themselves (zero

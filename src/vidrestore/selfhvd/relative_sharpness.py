@@ -8,12 +8,13 @@ before it on the part of the scene both show:
 
 1. Per frame, the energy of the luma's second differences in four directions (horizontal,
    vertical, both diagonals) at full resolution, then area-averaged down to the working scale
-   of the flow (a quarter of the size, at least 160 pixels wide). Motion blur removes detail along its direction, so a streak of a pixel or two
-   shows in one direction even where the Laplacian's sum over directions hardly moves.
-2. For a pair (j, i), the flow i -> j (DIS, fast preset, at the working scale) carries j's energy maps onto
-   frame i; the log ratio of the two energies summed over the pixels both frames show is the
-   difference of their log sharpness in that direction (the content cancels). A pair whose
-   warped luma does not match (a cut, a failed flow) is dropped.
+   of the flow (a quarter of the size, at least 160 pixels wide). Motion blur removes detail
+   along its direction, so a streak of a pixel or two shows in one direction even where the
+   Laplacian's sum over directions hardly moves.
+2. For a pair (j, i), the flow i -> j (DIS, fast preset, at the working scale) carries j's
+   energy maps onto frame i; the log ratio of the two energies summed over the pixels both
+   frames show is the difference of their log sharpness in that direction (the content
+   cancels). A pair whose warped luma does not match (a cut, a failed flow) is dropped.
 3. Per direction, the log sharpness of every frame is the least-squares solution of those pair
    differences (weighted 1/distance; a banded system, so any length solves in linear time),
    made relative to the sharpest frame of each stretch of frames the pairs connect.
@@ -52,7 +53,7 @@ _DIFFS = (
 
 
 def directional_energy(luma: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(4, h, w) energy of the second differences of `luma` (full resolution) in four directions, area-averaged to size (w, h)."""
+    """(4, h, w) energy of `luma`'s second differences in four directions, area-averaged to size = (w, h)."""
     y = np.ascontiguousarray(luma, np.float32)
     return np.stack([cv2.resize(cv2.filter2D(y, -1, k) ** 2, size, interpolation=cv2.INTER_AREA) for k in _DIFFS])
 

@@ -63,7 +63,8 @@ def write_timeline(selection: Selection, out_dir: str | os.PathLike, title: str 
     n = selection.frames
     x = np.arange(n)
     fig, ax = plt.subplots(figsize=(min(16, 6 + n / 40), 3.6), dpi=100)
-    what = "relative sharpness (worst direction, vs sharpest)" if selection.params.get("measure") == "relative" else "Laplacian variance"
+    relative = selection.params.get("measure") == "relative"
+    what = "relative sharpness (worst direction, vs sharpest)" if relative else "Laplacian variance"
     ax.plot(x, selection.sharpness, color="0.35", lw=1, label=f"sharpness ({what})")
     ax.scatter(x[selection.sharp], selection.sharpness[selection.sharp], s=14, color="tab:green", zorder=3,
                label=f"selected sharp ({selection.count})")

@@ -13,13 +13,14 @@ figures in the README):
   what the fusion prior compares. The alternative, relative sharpness
   (`vidrestore.selfhvd.relative_sharpness`: each frame compared with its neighbours on the
   content both show, in its worst direction), selects better on the synthesized clips (README:
-  84 % against 75 % accuracy, lossless) but on the authors' 10 fps HVD clips, where two frames
+  83 % against 75 % accuracy, lossless) but on the authors' 10 fps HVD clips, where two frames
   a block apart show different streets, it keeps 1 frame of hvd004's 27 (the Laplacian keeps 2,
   the least to train on) and it is thrown off by synthetic textures whose sharpness changes
   with sub-pixel resampling; so it is an option (``measure="relative"``, `--measure relative`).
-  Why half size for the Laplacian: at full size, fine texture and noise make it swing by a factor of three between equally sharp frames of a synthetic pan (sub-pixel
-  resampling), and compression and sensor noise add to it; at half size blur of a pixel or more
-  still shows and those swings mostly do not.
+  Why half size for the Laplacian: at full size, fine texture and noise make it swing by a factor
+  of three between equally sharp frames of a synthetic pan (sub-pixel resampling), and
+  compression and sensor noise add to it; at half size blur of a pixel or more still shows and
+  those swings mostly do not.
 * Otsu runs on log sharpness: blur scales the Laplacian's variance by a factor, so the two
   classes are separated by a ratio, and the log makes that a distance whatever the scene's
   contrast.
