@@ -8,9 +8,9 @@
    selection accuracy against the synthesizer's labels with precision and recall of "sharp";
    accuracy on the frames that are clearly one or the other (blur extent under the sharp
    threshold, or at least 1.5 px); the best accuracy one threshold per block could reach if it
-   were chosen knowing the answers (what the sharpness measure allows); PSNR of the warped sharp labels against the ground truth
-   inside the final mask and overall, the same with a random mask of equal coverage, and the
-   coverage.
+   were chosen knowing the answers (what the sharpness measure allows); PSNR of the warped
+   sharp labels against the ground truth inside the final mask and overall, the same with a
+   random mask of equal coverage, and the coverage.
 2. Speed: `analyze_video` on the first 120 frames of a 1280x720 clip, in frames per second, in
    parts (decode + sharpness + label flows and masks; flows between consecutive frames) and in
    all, next to decoding alone.
