@@ -7,19 +7,19 @@ directory, keyed by the input's content hash and the settings (so training, a re
 * ``frames.npy``   (T, H, W, 3) uint8 RGB: the training input, memory-mapped, read by crops;
 * ``grey.npy``     (T, h, w) uint8 luma at the label flow's working scale;
 * ``next.npy``, ``prev.npy`` (T-1, h', w', 2) float16: flow t -> t+1 and t+1 -> t between
-  consecutive frames at the (coarser) alignment scale, which align a frame's neighbours onto it
-  (`VideoAnalysis.aligned`);
+  consecutive frames at the alignment scale (full size by default), which align a frame's
+  neighbours onto it (`VideoAnalysis.flow_to`);
 * ``label_flow.npy`` (T, h, w, 2) float16: flow i -> j(i) to the sharp frame supervising i;
 * ``label_mask.npy`` (T, h, w) uint8: validity x occlusion x uncertainty of that label, 0-255;
 * ``analysis.json``: sharpness (the selection's measure and the Laplacian variance), the
   selection, partners j(i), the settings, the video's size.
 
 Flows and masks stay at their working scale and are resized for the crops that training reads
-(`vidrestore.flow.resize_field`), which keeps the cache small: for a 10 s 720p clip about 0.8
-GB of frames and 0.4 GB of flows and masks. Label flows are computed at half size: against the
-ground truth of synthesized clips, sharp frames warped with flow at a quarter of the size (as
-the SelfHVD authors do with SEA-RAFT) lost 2-3 dB to flow at half size with DIS, and flow at
-full size gained nothing after training (35.18 against 35.23 dB on blurry frames, 2-minute
+(`vidrestore.flow.resize_field`): for a 10 s 720p clip about 0.8 GB of frames, 2.2 GB of
+full-size consecutive flows and 0.4 GB of label flows, masks and luma. Label flows are
+computed at half size: against the ground truth of synthesized clips, sharp frames warped with
+flow at a quarter of the size (as the SelfHVD authors do with SEA-RAFT) lost 2-3 dB to flow
+at half size with DIS, and flow at full size gained nothing after training (35.18 against 35.23 dB on blurry frames, 2-minute
 budget, the SelfHVD suite's clips). The flows between consecutive frames, which align the
 network's input and its fusion prior, are computed at full size: at half size the trained
 result lost 0.5 dB on blurry frames (34.72 dB) and at a quarter 1.2 dB (33.98 dB). They are
