@@ -223,3 +223,25 @@ def test_analysis_can_select_on_relative_sharpness(shaky, analysed, tmp_path):
     assert np.allclose(rel.laplacian, analysed.laplacian)  # the fusion prior's measure does not change
     assert 0.5 < rel.selection.sharpness.max() <= 1.0 and rel.selection.count >= 2
     assert all(rel.partner >= 0)
+
+
+def test_flows_within_the_reach_are_direct_and_further_ones_chained(object_video, tmp_path):
+    """With align_reach 3, frame i -> i+3 is one stored flow (i -> i+3), i -> i+5 is that flow
+    followed by i+3 -> i+5, and both find the background's pan (-1.5, -0.3 px per frame)."""
+    from vidrestore.flow import resize_field
+
+    chained = analyze_video(object_video, work_dir=tmp_path, progress=False)
+    direct = analyze_video(object_video, AnalysisSettings(align_reach=3), work_dir=tmp_path, progress=False)
+    assert direct.dir != chained.dir and direct.reach == 3 and chained.reach == 1
+    assert direct._next[3].shape[0] == direct.count - 3 and direct._prev[2].shape[0] == direct.count - 2
+    i = 12
+    stored = resize_field(np.asarray(direct._next[3][i], np.float32), direct.size, (0, direct.height, 0, direct.width), is_flow=True)
+    assert np.allclose(direct.flow_to(i, i + 3), stored, atol=1e-3)
+    assert not np.allclose(chained.flow_to(i, i + 3), stored, atol=0.05)
+    background = (slice(130, 180), slice(16, 300))  # below the square's rows
+    for t in (i + 3, i + 5, i - 4):
+        for a in (direct, chained):
+            found = np.median(a.flow_to(i, t)[background].reshape(-1, 2), axis=0)
+            assert np.allclose(found, [-1.5 * (t - i), -0.3 * (t - i)], atol=0.15), (t, a.reach, found)
+    err = direct.round_trip_error(i, i + 3)[background]
+    assert np.median(err) < 0.1

@@ -2,11 +2,12 @@
 
 Training crops (`sampling`) and full-frame inference (`infer`) build it with the same function,
 so the network sees the same kind of input in both. Each source frame t of the window is warped
-onto frame i along the video's consecutive flows (`VideoAnalysis.follow`); the prior is the
-log of lucky-frame fusion's weight for it (`vidrestore.restoration.lucky.neighbour_weight`:
-sharper than the centre, visible by the forward-backward round trip, agreeing with the centre
-once both are low-passed; 0 for the centre). The window network starts as exactly that fusion
-and learns what it gets wrong (`vidrestore.models.unet`).
+onto frame i along the analysis' cached flows (`VideoAnalysis.follow`: direct within its
+`align_reach`, chained beyond); the prior is the log of lucky-frame fusion's weight for it
+(`vidrestore.restoration.lucky.neighbour_weight`: sharper than the centre, visible by the
+forward-backward round trip, agreeing with the centre once both are low-passed; 0 for the
+centre). The window network starts as exactly that fusion and learns what it gets wrong
+(`vidrestore.models.unet`).
 """
 
 from __future__ import annotations
