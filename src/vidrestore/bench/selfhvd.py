@@ -15,6 +15,7 @@ from ..errors import VidrestoreError
 from ..io import EncodeSettings
 from .methods import MethodCall, register_method
 
+
 def _run(call: MethodCall, **fixed) -> None:
     from ..selfhvd.analysis import AnalysisSettings
     from ..selfhvd.deblur import deblur
