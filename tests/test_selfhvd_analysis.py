@@ -230,7 +230,7 @@ def test_flows_within_the_reach_are_direct_and_further_ones_chained(object_video
     followed by i+3 -> i+5, and both find the background's pan (-1.5, -0.3 px per frame)."""
     from vidrestore.flow import resize_field
 
-    chained = analyze_video(object_video, work_dir=tmp_path, progress=False)
+    chained = analyze_video(object_video, AnalysisSettings(align_reach=1), work_dir=tmp_path, progress=False)
     direct = analyze_video(object_video, AnalysisSettings(align_reach=3), work_dir=tmp_path, progress=False)
     assert direct.dir != chained.dir and direct.reach == 3 and chained.reach == 1
     assert direct._next[3].shape[0] == direct.count - 3 and direct._prev[2].shape[0] == direct.count - 2

@@ -39,7 +39,7 @@ class WindowUNet(nn.Module):
     aligned_input = True
     outputs = "centre"
 
-    def __init__(self, radius: int = 2, width: int = 16, enc_blocks: tuple[int, ...] = (1, 1, 2), mid_blocks: int = 2,
+    def __init__(self, radius: int = 4, width: int = 16, enc_blocks: tuple[int, ...] = (1, 1, 2), mid_blocks: int = 2,
                  dec_blocks: tuple[int, ...] = (1, 1, 1), fusion: bool = True):
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):

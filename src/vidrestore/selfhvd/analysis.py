@@ -7,9 +7,9 @@ directory, keyed by the input's content hash and the settings (so training, a re
 * ``frames.npy``   (T, H, W, 3) uint8 RGB: the training input, memory-mapped, read by crops;
 * ``grey.npy``     (T, h, w) uint8 luma at the label flow's working scale;
 * ``next.npy``, ``prev.npy`` (T-1, h', w', 2) float16: flow t -> t+1 and t+1 -> t between
-  consecutive frames at the alignment scale (full size by default), which align a frame's
-  neighbours onto it (`VideoAnalysis.flow_to`); with ``align_reach`` d > 1 also ``next{k}.npy``,
-  ``prev{k}.npy`` (T-k, h', w', 2), flow t -> t+k and t+k -> t, for k = 2..d;
+  consecutive frames at the alignment scale (full size by default), and ``next{k}.npy``,
+  ``prev{k}.npy`` (T-k, h', w', 2), flow t -> t+k and t+k -> t, for k = 2..``align_reach``
+  (4 by default), which align a frame's neighbours onto it (`VideoAnalysis.flow_to`);
 * ``label_flow.npy`` (T, h, w, 2) float16: flow i -> j(i) to the sharp frame supervising i;
 * ``label_mask.npy`` (T, h, w) uint8: validity x occlusion x uncertainty of that label, 0-255;
 * ``analysis.json``: sharpness (the selection's measure and the Laplacian variance), the
@@ -17,15 +17,16 @@ directory, keyed by the input's content hash and the settings (so training, a re
 
 Flows and masks stay at their working scale and are resized for the crops that training reads
 (`vidrestore.flow.resize_field`): for a 10 s 720p clip about 0.8 GB of frames, 2.2 GB of
-full-size consecutive flows and 0.4 GB of label flows, masks and luma. Label flows are
-computed at half size: against the ground truth of synthesized clips, sharp frames warped with
-flow at a quarter of the size (as the SelfHVD authors do with SEA-RAFT) lost 2-3 dB to flow
-at half size with DIS, and flow at full size gained nothing after training (35.18 against 35.23 dB on blurry frames, 2-minute
-budget, the SelfHVD suite's clips). The flows between consecutive frames, which align the
-network's input and its fusion prior, are computed at full size: at half size the trained
-result lost 0.5 dB on blurry frames (34.72 dB) and at a quarter 1.2 dB (33.98 dB). They are
-most of the analysis' time. Everything is written with numpy's .npy format, so it is
-memory-mapped rather than loaded.
+full-size flows per offset (8.8 GB with the default reach of 4 frames) and 0.4 GB of label
+flows, masks and luma. Label flows are computed at half size: against the ground truth of
+synthesized clips, sharp frames warped with flow at a quarter of the size (as the SelfHVD
+authors do with SEA-RAFT) lost 2-3 dB to flow at half size with DIS, and flow at full size
+gained nothing after training (35.18 against 35.23 dB on blurry frames, 2-minute budget, the
+SelfHVD suite's clips, radius-2 network). The flows that align the network's input and its
+fusion prior are computed at full size: with consecutive flows at half size the trained result
+lost 0.5 dB on blurry frames (34.72 dB) and at a quarter 1.2 dB (33.98 dB). They are most of the
+analysis' time. Everything is written with numpy's .npy format, so it is memory-mapped
+rather than loaded.
 
 Which sharp frame supervises a blurry frame: the nearest selected frame in time, the sharper
 one on a tie (docs/selfhvd-method.md sec. 8, question 2). Sharp frames label themselves (zero
@@ -70,7 +71,8 @@ class AnalysisSettings:
         label_scale: working scale of the label flows and masks.
         align_scale: working scale of the flows between consecutive frames.
         align_reach: frames each way to which that flow is computed directly; further ones are
-            reached by chaining (`VideoAnalysis.follow`).
+            reached by chaining (`VideoAnalysis.follow`). 4 matches the default window network's
+            radius (`vidrestore.models.unet`), so its whole window is aligned directly.
         occlusion_slope: soft occlusion mask slope per working-scale pixel of round-trip error.
         uncertainty_threshold: threshold on the per-frame normalised uncertainty.
     """
@@ -83,7 +85,7 @@ class AnalysisSettings:
     flow_preset: str = "medium"
     label_scale: float = 0.5
     align_scale: float = 1.0
-    align_reach: int = 1
+    align_reach: int = 4
     occlusion_slope: float = 0.8
     uncertainty_threshold: float = 0.5
 
@@ -162,7 +164,7 @@ class VideoAnalysis:
     def follow(self, px: np.ndarray, py: np.ndarray, i: int, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Move points (px, py) of frame i to where they lie in frame t, along the cached flows.
 
-        In steps of the longest stored offset (`align_reach` frames, 1 by default) that does not
+        In steps of the longest stored offset (`align_reach` frames, 4 by default) that does not
         pass t: p <- p + f_{k->k+s}(p) (or f_{k->k-s} going back), each flow sampled bilinearly at
         the current point; so f_{i->t}(p) = f_{i->i+s}(p) + f_{i+s->t}(p + f_{i->i+s}(p)). Within
         the reach that is the direct flow i -> t: across blurry frames a chain adds up each
@@ -250,7 +252,7 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
 
 
 def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, progress: bool) -> None:
-    """Decode once: frames, sharpness, working-scale luma and the consecutive flows."""
+    """Decode once: frames, sharpness, working-scale luma and the flows to the neighbours within the reach."""
     label_flow, align_flow = settings.flow(settings.label_scale), settings.flow(settings.align_scale)
     n = info.frame_count
     if n < 2:
