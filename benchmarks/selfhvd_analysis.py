@@ -146,7 +146,7 @@ def main() -> None:
         labels_part = timing["decode_sharpness_s"] + timing["labels_s"]
         reach = AnalysisSettings().align_reach
         print(f"\n## Analysis speed, {src.width}x{src.height}, {n} frames (DIS medium: label flows at half size, "
-              f"flows to the neighbours out to {reach} frames each way at full size)\n")
+              f"flows to the neighbours out to {reach} frames each way on half-size luma to DIS's finest level)\n")
         print("| step | seconds | frames/s |\n|---|---:|---:|")
         print(f"| decode only | {decode:.1f} | {n / decode:.1f} |")
         print(f"| decode, sharpness, selection, label flows and masks | {labels_part:.1f} | {n / labels_part:.1f} |")

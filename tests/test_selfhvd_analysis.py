@@ -225,6 +225,21 @@ def test_analysis_can_select_on_relative_sharpness(shaky, analysed, tmp_path):
     assert all(rel.partner >= 0)
 
 
+def test_alignment_flows_are_stored_as_dis_estimates_them(object_video, tmp_path):
+    """The stored alignment flows are half size, and resized to full size they are DIS MEDIUM on
+    each frame's full-size luma (which estimates at half size and upsamples): nothing is lost."""
+    from vidrestore.flow import resize_field
+
+    a = analyze_video(object_video, AnalysisSettings(align_reach=2), work_dir=tmp_path, progress=False)
+    assert a._next[2].shape[1:3] == (a.height // 2, a.width // 2)
+    dis = create_flow("dis", scale=1.0, preset="medium")
+    luma = [dis.prepare(f.rgb) for f in read_frames(object_video)]
+    full = lambda field: resize_field(np.asarray(field, np.float32), a.size, is_flow=True)  # noqa: E731
+    for k, i in ((1, 7), (2, 20)):
+        assert np.abs(full(a._next[k][i]) - dis.flow_prepared(luma[i], luma[i + k])).max() < 0.01
+        assert np.abs(full(a._prev[k][i]) - dis.flow_prepared(luma[i + k], luma[i])).max() < 0.01
+
+
 def test_flows_within_the_reach_are_direct_and_further_ones_chained(object_video, tmp_path):
     """With align_reach 3, frame i -> i+3 is one stored flow (i -> i+3), i -> i+5 is that flow
     followed by i+3 -> i+5, and both find the background's pan (-1.5, -0.3 px per frame)."""

@@ -67,16 +67,26 @@ _DIS_PRESETS = {
 }
 
 
-def _dis(scale: float = 1.0, preset: str = "medium") -> FlowEstimator:
-    """OpenCV DIS (Kroeger et al., ECCV 2016): fast and, at MEDIUM, accurate to ~0.2-0.5 px."""
+def _dis(scale: float = 1.0, preset: str = "medium", finest_level: int | None = None) -> FlowEstimator:
+    """OpenCV DIS (Kroeger et al., ECCV 2016): fast and, at MEDIUM, accurate to ~0.2-0.5 px.
+
+    `finest_level` is the pyramid level DIS estimates down to. The presets stop above their
+    input and upsample the field bilinearly (MEDIUM at level 1, half the working size; FAST and
+    ULTRAFAST at level 2), so MEDIUM at scale 1 gives the field of `finest_level=0` at scale 0.5,
+    upsampled, within 1e-4 px: 0 keeps the field at the size it is estimated at.
+    """
     if preset not in _DIS_PRESETS:
         raise VidrestoreError(f"unknown DIS preset {preset!r}; choose one of {', '.join(_DIS_PRESETS)}")
     dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+    params: dict = {"preset": preset}
+    if finest_level is not None:
+        dis.setFinestScale(finest_level)
+        params["finest_level"] = finest_level
 
     def fn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return dis.calc(a, b, None)
 
-    return FlowEstimator("dis", scale, {"preset": preset}, fn)
+    return FlowEstimator("dis", scale, params, fn)
 
 
 def _farneback(scale: float = 1.0, levels: int = 5, winsize: int = 15, iterations: int = 3) -> FlowEstimator:

@@ -7,7 +7,7 @@ directory, keyed by the input's content hash and the settings (so training, a re
 * ``frames.npy``   (T, H, W, 3) uint8 RGB: the training input, memory-mapped, read by crops;
 * ``grey.npy``     (T, h, w) uint8 luma at the label flow's working scale;
 * ``next.npy``, ``prev.npy`` (T-1, h', w', 2) float16: flow t -> t+1 and t+1 -> t between
-  consecutive frames at the alignment scale (full size by default), and ``next{k}.npy``,
+  consecutive frames at the alignment scale (half size by default), and ``next{k}.npy``,
   ``prev{k}.npy`` (T-k, h', w', 2), flow t -> t+k and t+k -> t, for k = 2..``align_reach``
   (4 by default), which align a frame's neighbours onto it (`VideoAnalysis.flow_to`);
 * ``label_flow.npy`` (T, h, w, 2) float16: flow i -> j(i) to the sharp frame supervising i;
@@ -16,16 +16,19 @@ directory, keyed by the input's content hash and the settings (so training, a re
   selection, partners j(i), the settings, the video's size.
 
 Flows and masks stay at their working scale and are resized for the crops that training reads
-(`vidrestore.flow.resize_field`): for a 10 s 720p clip about 0.8 GB of frames, 2.2 GB of
-full-size flows per offset (8.8 GB with the default reach of 4 frames) and 0.4 GB of label
-flows, masks and luma. Label flows are computed at half size: against the ground truth of
+(`vidrestore.flow.resize_field`): for a 10 s 720p clip about 0.8 GB of frames, 0.55 GB of
+alignment flows per offset (2.2 GB with the default reach of 4 frames) and 0.4 GB of label
+flows, masks and luma. Sizes below name DIS's input; the MEDIUM preset estimates down to half
+of it and upsamples. Label flows are computed at half size: against the ground truth of
 synthesized clips, sharp frames warped with flow at a quarter of the size (as the SelfHVD
 authors do with SEA-RAFT) lost 2-3 dB to flow at half size with DIS, and flow at full size
 gained nothing after training (35.18 against 35.23 dB on blurry frames, 2-minute budget, the
 SelfHVD suite's clips, radius-2 network). The flows that align the network's input and its
-fusion prior are computed at full size: with consecutive flows at half size the trained result
-lost 0.5 dB on blurry frames (34.72 dB) and at a quarter 1.2 dB (33.98 dB). They are most of the
-analysis' time. Everything is written with numpy's .npy format, so it is memory-mapped
+fusion prior come from full-size luma: with consecutive flows from half-size luma the trained
+result lost 0.5 dB on blurry frames (34.72 dB) and from a quarter 1.2 dB (33.98 dB). As the
+preset stops at half size, they are estimated on half-size luma down to DIS's finest level and
+stored as estimated (the same field within 1e-4 px as the preset's upsampled one, a quarter of
+the data). They are most of the analysis' time. Everything is written with numpy's .npy format, so it is memory-mapped
 rather than loaded.
 
 Which sharp frame supervises a blurry frame: the nearest selected frame in time, the sharper
@@ -56,7 +59,7 @@ from ..pipeline.progress import progress_bar
 from .labels import label_mask
 from .selection import DEFAULT_BLOCK, DEFAULT_MAX_SPREAD, DEFAULT_MIN_RATIO, SHARPNESS_SCALE, Selection, SharpnessMeter, select_sharp
 
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class AnalysisSettings:
         sharpness_scale: scale at which the Laplacian variance is measured.
         flow_preset: OpenCV DIS preset of every flow.
         label_scale: working scale of the label flows and masks.
-        align_scale: working scale of the flows between consecutive frames.
+        align_scale: working scale of the flows that align the window, which DIS estimates
+            down to that scale itself (pyramid level 0): 0.5 holds the field that the MEDIUM
+            preset gives at full size, where it stops at half size and upsamples (`flow.create_flow`).
         align_reach: frames each way to which that flow is computed directly; further ones are
             reached by chaining (`VideoAnalysis.follow`). 4 matches the default window network's
             radius (`vidrestore.models.unet`), so its whole window is aligned directly.
@@ -84,13 +89,13 @@ class AnalysisSettings:
     sharpness_scale: float = SHARPNESS_SCALE
     flow_preset: str = "medium"
     label_scale: float = 0.5
-    align_scale: float = 1.0
+    align_scale: float = 0.5
     align_reach: int = 4
     occlusion_slope: float = 0.8
     uncertainty_threshold: float = 0.5
 
-    def flow(self, scale: float) -> FlowEstimator:
-        return create_flow("dis", scale=scale, preset=self.flow_preset)
+    def flow(self, scale: float, finest_level: int | None = None) -> FlowEstimator:
+        return create_flow("dis", scale=scale, preset=self.flow_preset, finest_level=finest_level)
 
 
 def to_u8(rgb: np.ndarray) -> np.ndarray:
@@ -253,7 +258,7 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
 
 def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, progress: bool) -> None:
     """Decode once: frames, sharpness, working-scale luma and the flows to the neighbours within the reach."""
-    label_flow, align_flow = settings.flow(settings.label_scale), settings.flow(settings.align_scale)
+    label_flow, align_flow = settings.flow(settings.label_scale), settings.flow(settings.align_scale, finest_level=0)
     n = info.frame_count
     if n < 2:
         raise VidrestoreError(f"self-supervised training needs at least 2 frames, not {n}", src)
@@ -281,11 +286,11 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
             meter.add(f.rgb)
             grey[i] = label_flow.prepare(f.rgb)
             t0 = time.perf_counter()
-            small = cv2.resize(grey[i], (wa, ha), interpolation=cv2.INTER_AREA)
+            luma = align_flow.prepare(f.rgb)
             for k, earlier in enumerate(recent, 1):
-                nxt[k][i - k] = align_flow.flow_prepared(earlier, small)
-                prv[k][i - k] = align_flow.flow_prepared(small, earlier)
-            recent.appendleft(small)
+                nxt[k][i - k] = align_flow.flow_prepared(earlier, luma)
+                prv[k][i - k] = align_flow.flow_prepared(luma, earlier)
+            recent.appendleft(luma)
             align_s += time.perf_counter() - t0
             bar.update(1)
     finally:
