@@ -64,7 +64,9 @@ def run_tiled(forward: Callable[..., torch.Tensor], inputs: list[torch.Tensor | 
         out = F.pad(flat, (0, pw, 0, ph), mode=mode)
         return out.reshape(*x.shape[:-2], h + ph, w + pw)
 
-    padded = [pad(x) for x in inputs]
+    # Contiguous inputs: a compiled network given strided views (a permuted HWC array, a tile
+    # cut from a frame) ran 2.5x slower than eager on the CPU; eager runs the same either way.
+    padded = [None if x is None else pad(x).contiguous() for x in inputs]
     H, W = h + ph, w + pw
     t = -(-max(tile, 4 * margin + multiple) // multiple) * multiple if tile else max(H, W)
     if H <= t and W <= t:
@@ -76,7 +78,7 @@ def run_tiled(forward: Callable[..., torch.Tensor], inputs: list[torch.Tensor | 
     for y0 in ys:
         for x0 in xs:
             y1, x1 = min(y0 + t, H), min(x0 + t, W)
-            crop = [None if x is None else x[..., y0:y1, x0:x1] for x in padded]
+            crop = [None if x is None else x[..., y0:y1, x0:x1].contiguous() for x in padded]
             res = forward(*crop)
             if out is None:
                 out = torch.zeros(*res.shape[:-2], H, W, device=ref.device, dtype=res.dtype)
