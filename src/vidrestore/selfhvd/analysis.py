@@ -28,8 +28,8 @@ fusion prior come from full-size luma: with consecutive flows from half-size lum
 result lost 0.5 dB on blurry frames (34.72 dB) and from a quarter 1.2 dB (33.98 dB). As the
 preset stops at half size, they are estimated on half-size luma down to DIS's finest level and
 stored as estimated (the same field within 1e-4 px as the preset's upsampled one, a quarter of
-the data). They are most of the analysis' time. Everything is written with numpy's .npy format, so it is memory-mapped
-rather than loaded.
+the data). They are most of the analysis' time. Everything is written with numpy's .npy
+format, so it is memory-mapped rather than loaded.
 
 Which sharp frame supervises a blurry frame: the nearest selected frame in time, the sharper
 one on a tie (docs/selfhvd-method.md sec. 8, question 2). Sharp frames label themselves (zero
