@@ -286,7 +286,7 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
             meter.add(f.rgb)
             grey[i] = label_flow.prepare(f.rgb)
             t0 = time.perf_counter()
-            luma = align_flow.prepare(f.rgb)
+            luma = grey[i] if align_flow.scale == label_flow.scale else align_flow.prepare(f.rgb)
             for k, earlier in enumerate(recent, 1):
                 nxt[k][i - k] = align_flow.flow_prepared(earlier, luma)
                 prv[k][i - k] = align_flow.flow_prepared(luma, earlier)
