@@ -8,7 +8,11 @@
    selection accuracy against the synthesizer's labels with precision and recall of "sharp";
    accuracy on the frames that are clearly one or the other (blur extent under the sharp
    threshold, or at least 1.5 px); the best accuracy one threshold per block could reach if it
-   were chosen knowing the answers (what the sharpness measure allows); PSNR of the warped
+   were chosen knowing the answers (what the sharpness measure allows); the same for a selector
+   that knows each frame's ground truth (the ratio of the Laplacian variance of the frame to that
+   of its ground-truth frame, which cancels the content exactly, as no blind measure can); how
+   sharp the source itself is (relative sharpness of the ground-truth frames, which carry the
+   source's own blur and no synthetic shake; the synthesizer's labels assume 1.0); PSNR of the warped
    sharp labels against the ground truth inside the final mask and overall, the same with a
    random mask of equal coverage, and the coverage.
 2. Speed: `analyze_video` on the first 120 frames of a 1280x720 clip, in frames per second, in
@@ -32,7 +36,9 @@ import numpy as np
 
 from vidrestore.io import EncodeSettings, read_frames, write_video
 from vidrestore.selfhvd import AnalysisSettings, analyze_video
+from vidrestore.selfhvd.relative_sharpness import RelativeSharpness
 from vidrestore.selfhvd.report import sharpness_timeline, write_timeline
+from vidrestore.selfhvd.selection import DEFAULT_BLOCK, frame_sharpness
 from vidrestore.synth.handheld import load_labels, synth_handheld
 from vidrestore.synth.shake import ShakeSettings
 from vidrestore.synth.source import source_clip
@@ -80,6 +86,15 @@ def oracle_accuracy(sharpness: np.ndarray, truth: np.ndarray, block: int) -> flo
     return right / len(truth)
 
 
+def label_limits(blurry: list[np.ndarray], gt: list[np.ndarray], truth: np.ndarray) -> dict:
+    """What the labels allow: the ceiling of a selector knowing the ground truth, the source's own sharpness."""
+    ratio = np.array([frame_sharpness(b) / frame_sharpness(g) for b, g in zip(blurry, gt)])
+    source = RelativeSharpness()
+    for g in gt:
+        source.add(g)
+    return {"ceiling": oracle_accuracy(ratio, truth, DEFAULT_BLOCK), "source_min": float(source.solve().min())}
+
+
 def selection_scores(analysis, labels: dict) -> dict:
     truth = np.array([f["sharp"] for f in labels["frames"]])
     extent = np.array([f["blur_extent_px"] for f in labels["frames"]])
@@ -98,7 +113,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "analysis")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, results = [], {}
+    rows, results, limits = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name, (src, seed, scale) in CLIPS.items():
@@ -106,6 +121,8 @@ def main() -> None:
                 clip = synth_handheld(args.data / src, tmp / f"{name}-{crf}", ShakeSettings(seed=seed), frames=60, scale=scale,
                                       crf=crf, progress=False)
                 gt = [f.rgb for f in read_frames(clip.gt)]
+                truth = np.array([f["sharp"] for f in load_labels(clip.dir)["frames"]])
+                limits[(name, crf)] = label_limits([f.rgb for f in read_frames(clip.blurry)], gt, truth)
                 for measure in MEASURES:
                     analysis = analyze_video(clip.blurry, AnalysisSettings(sharpness_measure=measure), work_dir=tmp / "work",
                                              progress=False)
@@ -133,6 +150,15 @@ def main() -> None:
                   f"{np.mean([r['oracle'] for r in sel]):.1%} | "
                   f"{np.mean([r['masked'] for r in sel]):.2f} | {np.mean([r['unmasked'] for r in sel]):.2f} | "
                   f"{np.mean([r['random_mask'] for r in sel]):.2f} | {np.mean([r['coverage'] for r in sel]):.2f} |")
+        print("\n## What the labels allow\n")
+        print("| clip | source's own sharpness, least (labels assume 1) | ceiling, ground truth known, lossless | H.264 crf 23 |")
+        print("|---|---:|---:|---:|")
+        for name in CLIPS:
+            a, b = limits[(name, None)], limits[(name, 23)]
+            print(f"| {name} | {a['source_min']:.2f} | {a['ceiling']:.1%} | {b['ceiling']:.1%} |")
+        print(f"| **mean** | | {np.mean([limits[(n, None)]['ceiling'] for n in CLIPS]):.1%} | "
+              f"{np.mean([limits[(n, 23)]['ceiling'] for n in CLIPS]):.1%} |")
+        results["limits"] = {f"{n} crf{c}": v for (n, c), v in limits.items()}
 
         src = source_clip(args.data / "sharp/sam2_01_dog.mp4", 0, 120)
         clip720 = tmp / "dog720.mkv"
