@@ -121,12 +121,13 @@ def main() -> None:
                 clip = synth_handheld(args.data / src, tmp / f"{name}-{crf}", ShakeSettings(seed=seed), frames=60, scale=scale,
                                       crf=crf, progress=False)
                 gt = [f.rgb for f in read_frames(clip.gt)]
-                truth = np.array([f["sharp"] for f in load_labels(clip.dir)["frames"]])
+                labels = load_labels(clip.dir)
+                truth = np.array([f["sharp"] for f in labels["frames"]])
                 limits[(name, crf)] = label_limits([f.rgb for f in read_frames(clip.blurry)], gt, truth)
                 for measure in MEASURES:
                     analysis = analyze_video(clip.blurry, AnalysisSettings(sharpness_measure=measure), work_dir=tmp / "work",
                                              progress=False)
-                    r = {**selection_scores(analysis, load_labels(clip.dir)),
+                    r = {**selection_scores(analysis, labels),
                          **label_quality(analysis, gt, np.random.default_rng(0))}
                     results[f"{name}{'' if crf is None else f' crf{crf}'}{'' if measure == 'laplacian' else ', relative'}"] = r
         print("\n## Sharp-frame selection and labels (synthesized handheld clips, 60 frames)\n")
