@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -47,6 +48,23 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "vidrestore", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The single "vidrestore: error:" line of a failed run (no traceback), which must hold every needle."""
+    assert result.returncode != 0
+    err = result.stderr.strip()
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("vidrestore: error:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def decoded_times(path: Path) -> list[Fraction]:

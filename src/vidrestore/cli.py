@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import VidrestoreError
+from .pipeline.runner import DEFAULT_SEGMENT_FRAMES
 
 log = logging.getLogger("vidrestore")
 
@@ -33,6 +35,43 @@ def _fraction(text: str) -> Fraction:
     return value
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the command."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"vidrestore: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+_NEGATIVE = re.compile(r"-\d[\w.]*")
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """Join `--opt -5m` into `--opt=-5m`, so a negative value reaches its option (and is refused there
+    with a clear message) instead of being taken for an unknown option."""
+    out: list[str] = []
+    for tok in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE.fullmatch(tok):
+            out[-1] += "=" + tok
+        else:
+            out.append(tok)
+    return out
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -42,18 +81,19 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     from .io.encode import CODECS
 
     p.add_argument("-o", "--output", required=True, type=Path, help="output video file, or a folder for a PNG sequence")
-    p.add_argument("--codec", default="h264", help=f"output codec: {', '.join(CODECS)} (default h264)")
+    p.add_argument("--codec", help=f"output codec: {', '.join(CODECS)} (default h264, or AV1 in .webm)")
     p.add_argument("--crf", type=int, help="quality for h264/hevc/av1 (lower is better; defaults 18/20/30)")
     p.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow; av1: 0-13)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--work-dir", type=Path, help="where resumable work is kept (default ~/.cache/vidrestore)")
-    p.add_argument("--segment-frames", type=int, default=240, help="frames per resumable segment (default 240)")
+    p.add_argument("--segment-frames", type=_int_at_least(1), default=DEFAULT_SEGMENT_FRAMES,
+                   help=f"frames per resumable segment (default {DEFAULT_SEGMENT_FRAMES})")
     p.add_argument("--drop-subtitles", action="store_true", help="leave out subtitle tracks the output container cannot hold")
     p.add_argument("--fps", type=_fraction, help="frame rate of an image-folder input (default 25)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vidrestore",
         description="Restore real video by learning from the footage itself.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -72,10 +112,13 @@ def _add(sub: argparse._SubParsersAction, name: str, help: str, examples: list[s
 
 
 def _encode_settings(args: argparse.Namespace):
+    """The encoding settings, checked against the output before any work (a note if the codec was chosen for it)."""
     from .io.encode import EncodeSettings
+    from .io.mux import resolve_output
 
-    settings = EncodeSettings(args.codec, args.crf, args.preset)
-    settings.spec()
+    settings, note = resolve_output(args.output, EncodeSettings(args.codec, args.crf, args.preset))
+    if note:
+        log.warning("note: %s", note)
     return settings
 
 
@@ -106,7 +149,7 @@ def _probe_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _selection_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--block", type=int, default=20, help="frames per sharp-frame selection block (default 20, as in SelfHVD)")
+    p.add_argument("--block", type=_int_at_least(1), default=20, help="frames per sharp-frame selection block (default 20, as in SelfHVD)")
     p.add_argument("--measure", choices=["laplacian", "relative"], default="laplacian",
                    help="sharpness the selection runs on: SelfHVD's Laplacian variance (default) or relative to the neighbours "
                         "(more accurate on synthesized clips, keeps fewer frames of low-frame-rate footage)")
@@ -133,7 +176,7 @@ def _analyze_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, help="folder for the plot, CSV and JSON (default ./NAME-analysis)")
     p.add_argument("--json", action="store_true", help="print the per-frame sharpness and selection as JSON")
     _selection_options(p)
-    p.add_argument("--panel", type=int, action="append", default=[], metavar="FRAME",
+    p.add_argument("--panel", type=_int_at_least(0), action="append", default=[], metavar="FRAME",
                    help="write a PNG of the label and masks of this frame (repeatable; builds the labels)")
     p.add_argument("--work-dir", type=Path, help="where the analysis is cached (default ~/.cache/vidrestore)")
     _common(p)
@@ -195,8 +238,8 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="the blurry video")
     p.add_argument("--budget", default="5m", help="training budget: minutes (5m), seconds (90s), hours (1h) or steps (800); default 5m")
     p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch")
-    p.add_argument("--adapt", type=int, default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
-    p.add_argument("--tile", type=int, default=512, help="inference tile size in pixels (0: whole frames; default 512)")
+    p.add_argument("--adapt", type=_int_at_least(0), default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
+    p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
     _training_options(p)
     _output_options(p)
     _common(p)
@@ -210,7 +253,8 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         report = deblur(args.input, args.output, model=args.model, adapt_steps=args.adapt, budget=Budget.parse(args.budget),
                         settings=_train_settings(args), analysis=_analysis_settings(args), encode=_encode_settings(args),
                         device=args.device, tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir,
-                        segment_frames=args.segment_frames, progress=not args.quiet)
+                        segment_frames=args.segment_frames, progress=not args.quiet, drop_subtitles=args.drop_subtitles,
+                        image_fps=args.fps)
         s = report.selection
         print(f"{args.input}: {s['sharp_frames']} of {s['frames']} frames sharp ({s['sharp_share']:.0%})")
         if report.training:
@@ -372,22 +416,17 @@ def _deflicker_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guide", type=Path,
                    help="the original the input was processed from, frame for frame: remove the flicker the processing added")
     p.add_argument("--window", type=float, default=1.0, help="without --guide: seconds of the reference tone's running median (default 1)")
-    p.add_argument("--radius", type=int, default=3, help="with --guide: frames each side averaged along the motion (default 3)")
+    p.add_argument("--radius", type=_int_at_least(1), default=3, help="with --guide: frames each side averaged along the motion (default 3)")
     _output_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .io.probe import probe
         from .pipeline import restore
         from .restoration.deflicker import Deflicker, GuidedDeflicker
 
         if args.guide is None:
             stage = Deflicker(args.window)
         else:
-            info, guide = probe(args.input, args.fps), probe(args.guide, args.fps)
-            if (guide.width, guide.height) != (info.width, info.height) or guide.frame_count != info.frame_count:
-                raise VidrestoreError(f"the guide is {guide.width}x{guide.height}, {guide.frame_count} frames; the input "
-                                      f"{info.width}x{info.height}, {info.frame_count} frames: it must be the input's original", args.guide)
             stage = GuidedDeflicker(args.guide, args.radius)
         result = restore(
             args.input, args.output, [stage], _encode_settings(args),
@@ -425,8 +464,8 @@ def _synth_command(sub: argparse._SubParsersAction) -> None:
     h.add_argument("input", type=Path, help="a sharp video")
     h.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     h.add_argument("--seed", type=int, default=0, help="random seed of the camera shake (default 0)")
-    h.add_argument("--start", type=int, default=0, help="first source frame to use (default 0)")
-    h.add_argument("--frames", type=int, help="number of frames to use (default: all from --start)")
+    h.add_argument("--start", type=_int_at_least(0), default=0, help="first source frame to use (default 0)")
+    h.add_argument("--frames", type=_int_at_least(1), help="number of frames to use (default: all from --start)")
     h.add_argument("--scale", type=float, default=1.0, help="resize the source first, e.g. 0.5 (default 1)")
     h.add_argument("--exposure", type=float, default=0.6, help="exposure time as a fraction of the frame interval (default 0.6)")
     h.add_argument("--ois-strength", type=float, default=0.99, help="share of in-stroke shake the stabilizer cancels (default 0.99)")
@@ -466,12 +505,13 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
     p.add_argument("--no-gt", action="store_true", help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS")
     p.add_argument("--labels", type=Path, help="labels.json from `vidrestore synth handheld`: also average over sharp and blurry frames")
-    p.add_argument("--crop", type=int, default=0, help="border pixels left out of PSNR/SSIM (default 0)")
+    p.add_argument("--crop", type=_int_at_least(0), default=0, help="border pixels left out of PSNR/SSIM (default 0)")
     p.add_argument("--lpips", type=Path, nargs="+", metavar="WEIGHTS",
                    help="local LPIPS weights: an lpips state dict, or torchvision backbone + lpips linear heads")
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
     p.add_argument("--csv", type=Path, help="write per-frame metrics here")
     p.add_argument("--json", type=Path, help="write the summary here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --csv / --json files")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--stabilization", action="store_true",
                       help="the output is a stabilized REFERENCE: stability, path jitter, cropping ratio, distortion, ITF")
@@ -479,8 +519,15 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
+        from .io.paths import check_output
         from .metrics.report import evaluate_videos
 
+        inputs = [args.output, args.reference, *([args.labels] if args.labels else []), *(args.lpips or [])]
+        written = [f for f in (args.csv, args.json) if f is not None]
+        if len(written) == 2 and args.csv.absolute() == args.json.absolute():
+            raise VidrestoreError("--csv and --json name the same file", args.csv)
+        for f in written:
+            check_output(inputs, f, args.overwrite)
         if args.stabilization or args.flicker:
             return _temporal_metrics(args)
 
@@ -527,18 +574,15 @@ def _temporal_metrics(args: argparse.Namespace) -> int:
         print(f"jitter reduction {100 * r.jitter_reduction:.1f} %, cropping ratio {r.cropping_ratio:.3f} (min "
               f"{r.cropping_ratio_min:.3f}), distortion {r.distortion:.3f}")
     else:
-        from .io import probe, read_frames
-        from .metrics.temporal import frame_mean_luma, luminance_flicker
+        from .metrics.temporal import video_flicker
 
-        scores = {}
-        for name, path in (("output", args.output), ("reference", args.reference)):
-            fps = float(probe(path).fps or 25)
-            scores[name] = luminance_flicker(frame_mean_luma(f.rgb for f in read_frames(path)), fps)
-        scores["reduction"] = 1 - scores["output"] / scores["reference"] if scores["reference"] > 0 else 0.0
+        scores = video_flicker(args.output, args.reference)
         print(f"frame-mean luma flicker above 1 Hz (RMS): output {scores['output']:.5f}, reference {scores['reference']:.5f}, "
               f"reduction {100 * scores['reduction']:.1f} %")
     if args.json:
-        args.json.write_text(json.dumps(scores, indent=1))
+        from .io.paths import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(scores, indent=1))
     return 0
 
 
@@ -586,7 +630,7 @@ def _bench_command(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn every expected failure into one line on stderr."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     if not args.command:
         parser.print_help()
         return 2

@@ -21,6 +21,9 @@ def to_grey_u8(rgb: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(grey, alpha=255.0)
 
 
+MIN_SIDE = 16  # smallest side OpenCV's DIS accepts is 12 or more, depending on the other side
+
+
 @dataclass
 class FlowEstimator:
     """Computes dense flow between two frames at a working scale, returned at full resolution.
@@ -46,8 +49,17 @@ class FlowEstimator:
         return grey
 
     def flow_prepared(self, a: np.ndarray, b: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-        """Flow a -> b from prepared inputs, at working scale, or resized to `size` = (H, W) when given."""
-        flow = self._fn(a, b)
+        """Flow a -> b from prepared inputs, at working scale, or resized to `size` = (H, W) when given.
+
+        Inputs smaller than `MIN_SIDE` on a side (which OpenCV's estimators refuse) are padded by
+        repeating their edges, and the flow is cropped back.
+        """
+        h, w = a.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            pad = lambda x: cv2.copyMakeBorder(x, 0, max(0, MIN_SIDE - h), 0, max(0, MIN_SIDE - w), cv2.BORDER_REPLICATE)  # noqa: E731
+            flow = np.ascontiguousarray(self._fn(pad(a), pad(b))[:h, :w])
+        else:
+            flow = self._fn(a, b)
         if size is not None and flow.shape[:2] != size:
             flow = resize_field(flow, size, is_flow=True)
         return flow

@@ -97,7 +97,7 @@ def _dense(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray | None, int]:
     f_pc = flow.flow_prepared(prev, cur)
     h, w = cur.shape
     m = _GRID_STEP
-    ys, xs = np.mgrid[m:h - m:_GRID_STEP, m:w - m:_GRID_STEP]
+    ys, xs = np.mgrid[m:max(m, h - m):_GRID_STEP, m:max(m, w - m):_GRID_STEP]  # none in frames under 17 px
     keep = occlusion_mask(f_cp, f_pc)[ys, xs] >= 0.5
     src = np.stack([xs[keep], ys[keep]], axis=-1).astype(np.float32)
     return _fit(src, src + f_cp[ys[keep], xs[keep]])

@@ -264,6 +264,8 @@ def planes_to_rgb(planes: list[np.ndarray], layout: PixelLayout, colour: Colour)
 
 def _quantise(x: np.ndarray, depth: int) -> np.ndarray:
     """Round float code values to the layout's integer type, saturating at 0 and 2**depth - 1."""
+    if x.size == 1:  # OpenCV reads a one-element array as a scalar
+        return np.clip(np.rint(x), 0, 2**depth - 1).astype(np.uint8 if depth <= 8 else np.uint16)
     if depth <= 8:
         return cv2.add(x, 0.0, dtype=cv2.CV_8U)
     if depth < 16:

@@ -32,12 +32,13 @@ class CodecSpec:
     preset: str | None
     options: dict = field(default_factory=dict)
     lossless: bool = False
+    max_crf: int | None = None
 
 
 CODECS: dict[str, CodecSpec] = {
-    "h264": CodecSpec("libx264", 18, "medium"),
-    "hevc": CodecSpec("libx265", 20, "medium", {"x265-params": "log-level=error"}),
-    "av1": CodecSpec("libsvtav1", 30, "8"),
+    "h264": CodecSpec("libx264", 18, "medium", max_crf=51),
+    "hevc": CodecSpec("libx265", 20, "medium", {"x265-params": "log-level=error"}, max_crf=51),
+    "av1": CodecSpec("libsvtav1", 30, "8", max_crf=63),
     "ffv1": CodecSpec("ffv1", None, None, {"level": "3", "g": "1", "slicecrc": "1"}, lossless=True),
     "png": CodecSpec("png", None, None, lossless=True),
 }
@@ -47,18 +48,33 @@ os.environ.setdefault("SVT_LOG", "1")
 _EVEN_ONLY = {"libx264", "libx265"}
 
 
+DEFAULT_CODEC = "h264"
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
-    """What the user asked for: codec name (see CODECS), quality (CRF) and speed preset."""
+    """What the user asked for: codec name (see CODECS; None: h264, or what the container holds), quality (CRF), preset."""
 
-    codec: str = "h264"
+    codec: str | None = None
     crf: int | None = None
     preset: str | None = None
 
+    @property
+    def name(self) -> str:
+        """The codec's name, the default one when none was asked for."""
+        return self.codec or DEFAULT_CODEC
+
     def spec(self) -> CodecSpec:
-        if self.codec not in CODECS:
-            raise VidrestoreError(f"unknown codec {self.codec!r}; choose one of {', '.join(CODECS)}")
-        return CODECS[self.codec]
+        """The codec's spec; raises VidrestoreError for an unknown codec or a CRF it does not take."""
+        if self.name not in CODECS:
+            raise VidrestoreError(f"unknown codec {self.name!r}; choose one of {', '.join(CODECS)}")
+        spec = CODECS[self.name]
+        if self.crf is not None:
+            if spec.max_crf is None:
+                raise VidrestoreError(f"codec {self.name} is lossless and takes no --crf")
+            if not 0 <= self.crf <= spec.max_crf:
+                raise VidrestoreError(f"--crf {self.crf} is out of range for {self.name}: use 0 to {spec.max_crf}")
+        return spec
 
 
 @dataclass(frozen=True)
@@ -137,16 +153,14 @@ def plan_output(info: VideoInfo, settings: EncodeSettings) -> OutputPlan:
     options = dict(spec.options)
     crf = settings.crf if settings.crf is not None else spec.crf
     if crf is not None:
-        if spec.crf is None:
-            raise VidrestoreError(f"codec {settings.codec} is lossless and takes no --crf")
         options["crf"] = str(crf)
     preset = settings.preset or spec.preset
     if preset is not None:
         if spec.preset is None:
-            raise VidrestoreError(f"codec {settings.codec} takes no --preset")
+            raise VidrestoreError(f"codec {settings.name} takes no --preset")
         options["preset"] = str(preset)
     return OutputPlan(
-        codec=settings.codec,
+        codec=settings.name,
         encoder=spec.encoder,
         layout=layout,
         colour=colour,

@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 
 from ..errors import VidrestoreError
+from .encode import CODECS, EncodeSettings
 from .probe import VideoInfo, open_container
 
 # Output file extension -> FFmpeg muxer.
@@ -58,6 +59,36 @@ def container_format(path: Path) -> str:
             path,
         )
     return fmt
+
+
+def is_folder_output(path: Path, codec: str | None = None) -> bool:
+    """Whether `path` names a PNG-sequence folder: codec png, no extension, or an existing folder
+    whose extension is not a video container's."""
+    return codec == "png" or path.suffix == "" or (path.is_dir() and path.suffix.lower() not in CONTAINERS)
+
+
+def resolve_output(path: Path, settings: EncodeSettings) -> tuple[EncodeSettings, str | None]:
+    """Check, before any work, that the output can hold the codec; returns (settings to use, note).
+
+    A folder output is a PNG sequence (another codec asked for is refused). With no codec asked
+    for, a video file gets h264, or the first codec its container holds, and the note says so.
+    """
+    if is_folder_output(path, settings.codec):
+        if settings.codec not in (None, "png"):
+            raise VidrestoreError(f"a folder output is a PNG sequence; --codec {settings.codec} needs a video file name "
+                                  "(e.g. out.mkv)", path)
+        return EncodeSettings("png"), None
+    fmt = container_format(path)
+    settings.spec()
+    holds = [name for name, spec in CODECS.items() if _can_hold(fmt, codec=spec.encoder)]
+    if settings.name in holds:
+        return settings, None
+    if settings.codec is not None:
+        raise VidrestoreError(f"a {path.suffix} file cannot hold {settings.codec} video; use --codec "
+                              f"{' or '.join(holds)}, or another container", path)
+    chosen = EncodeSettings(holds[0], settings.crf, settings.preset)
+    chosen.spec()
+    return chosen, f"a {path.suffix} file cannot hold {settings.name} video: encoding {holds[0]}"
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import VidrestoreError
 
 _SAMPLE = 1 << 20  # bytes read from each sampled spot of a large file
+PNG_FRAME = re.compile(r"\d{6}\.png")  # the names of a PNG-sequence output's frames
 
 
 def content_hash(path: str | os.PathLike) -> str:
@@ -54,25 +59,93 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output(input_path: Path, output: Path, overwrite: bool) -> None:
-    """Refuse outputs that would destroy something: the input itself, or an existing file without overwrite.
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies somewhere below it (links resolved)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
-    Also checks, by creating and removing a probe file, that the output folder is writable, so a
-    long job does not fail at its very end.
+
+def _as_list(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    if isinstance(inputs, (str, os.PathLike)):
+        return [Path(inputs)]
+    return [Path(i) for i in inputs]
+
+
+def check_output(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: Path, overwrite: bool,
+                 *, folder: bool = False) -> None:
+    """Refuse outputs that would destroy something the user did not name as the output.
+
+    Refused: an output that is one of `inputs` (the input, a guide, a reference), an existing
+    output without `overwrite`, an existing folder where a file is wanted, and, for a PNG-sequence
+    output (`folder=True`), an existing folder that holds anything but vidrestore's own frames
+    (an input, unrelated files, the current folder). Also checks, by creating and removing a
+    probe file, that the output folder is writable, so a long job does not fail at its very end.
     """
-    if _same(input_path, output):
-        raise VidrestoreError("output is the input file; choose another output path (the input is never overwritten)", output)
-    if output.exists() and not overwrite:
-        raise VidrestoreError("output already exists; pass --overwrite to replace it", output)
-    parent = output.absolute().parent
+    given, output = output, Path(os.path.abspath(output))
+    ins = _as_list(inputs)
+    for i in ins:
+        if _same(i, output):
+            what = "the input file" if i == ins[0] else f"an input of this command ({i})"
+            raise VidrestoreError(f"output is {what}; choose another output path (inputs are never overwritten)", given)
+    if output.is_dir():
+        if not folder:
+            raise VidrestoreError("output is an existing folder, not a file; name a file to write", given)
+        if _inside(Path.cwd(), output):
+            raise VidrestoreError("output is the current folder (or holds it); name a new folder for the frames", given)
+        for i in ins:
+            if _inside(i, output):
+                raise VidrestoreError(f"output folder holds the input {i}; choose another folder", given)
+        entries = list(output.iterdir())
+        foreign = [e.name for e in entries if not (e.is_file() and PNG_FRAME.fullmatch(e.name))]
+        if foreign:
+            raise VidrestoreError(f"output folder holds {len(foreign)} entries that are not vidrestore frames (e.g. "
+                                  f"{sorted(foreign)[0]!r}); vidrestore replaces only a folder of its own PNG frames: "
+                                  "choose a new or empty folder", given)
+        if entries and not overwrite:
+            raise VidrestoreError("output folder already holds frames; pass --overwrite to replace them", given)
+    elif output.exists() and not overwrite:
+        raise VidrestoreError("output already exists; pass --overwrite to replace it", given)
+    parent = output.parent
     if not parent.is_dir():
-        raise VidrestoreError(f"output folder {parent} does not exist", output)
+        raise VidrestoreError(f"output folder {parent} does not exist", given)
     try:
         fd, probe = tempfile.mkstemp(prefix=".vidrestore-write-test-", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise VidrestoreError(f"cannot write to folder {parent} ({err.strerror or err})", output) from None
+        raise VidrestoreError(f"cannot write to folder {parent} ({err.strerror or err})", given) from None
+
+
+@contextmanager
+def output_lock(output: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `output` while a run writes it: a second run that wants it refuses.
+
+    The lock is a hidden file beside the output, removed when the run ends (a killed run's lock
+    file is harmless: the kernel drops its lock with the process).
+    """
+    out = Path(os.path.abspath(output))
+    lock = out.with_name(f".{out.name}.vidrestore-lock")
+    while True:
+        try:
+            fh = open(lock, "a")
+        except OSError as err:
+            raise VidrestoreError(f"cannot write to folder {out.parent} ({err.strerror or err})", out) from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise VidrestoreError("another vidrestore run is writing this output right now", out) from None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:  # not a lock file the previous holder removed while this run opened it
+            break
+        fh.close()
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        fh.close()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -6,20 +6,23 @@ rename), so a process killed at any instant, SIGKILL included, leaves a manifest
 complete segments. Running the same command again finds the job by its key (input content hash
 + every parameter that changes the output) and continues after the last committed segment.
 Segment boundaries depend only on the frame index, so a resumed run encodes exactly what an
-uninterrupted run does.
+uninterrupted run does. Each record holds its segment file's checksum: a run that finds a record
+unreadable or a segment changed (damaged disk, a stray edit) renders again from that segment on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .paths import atomic_write_text
+from .paths import atomic_write_text, content_hash
 
 MANIFEST = "manifest.json"
-VERSION = 1
+VERSION = 2
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +34,7 @@ class SegmentRecord:
     count: int
     frame_pts: list[int]
     packet_pts: list[int] = field(default_factory=list)
+    digest: str | None = None  # checksum of the segment file (None: the output has no segment files)
 
 
 class Job:
@@ -52,6 +56,24 @@ class Job:
                         "complete": False, "frames": None}
             atomic_write_text(path, json.dumps(manifest, indent=1))
         self.manifest = manifest
+        self._drop_damaged()
+
+    def _drop_damaged(self) -> None:
+        """Forget the committed segments from the first one whose record or file is damaged."""
+        for i in range(self.segments_done):
+            try:
+                record = self._record(i)
+                intact = record.digest is None or content_hash(self.segment_path(i)) == record.digest
+            except (OSError, ValueError, TypeError):
+                intact = False
+            if not intact:
+                log.warning("%s: segment %d of an interrupted run is damaged; rendering again from there", self.dir, i)
+                self.manifest.update(segments=i, complete=False, frames=None)
+                atomic_write_text(self.dir / MANIFEST, json.dumps(self.manifest, indent=1))
+                return
+
+    def _record(self, index: int) -> SegmentRecord:
+        return SegmentRecord(**json.loads(self.segment_path(index, ".json").read_text()))
 
     @property
     def segments_done(self) -> int:
@@ -65,14 +87,14 @@ class Job:
         return self.dir / f"seg_{index:05d}{suffix}"
 
     def records(self) -> list[SegmentRecord]:
-        out = []
-        for i in range(self.segments_done):
-            out.append(SegmentRecord(**json.loads(self.segment_path(i, ".json").read_text())))
-        return out
+        return [self._record(i) for i in range(self.segments_done)]
 
     def commit(self, record: SegmentRecord) -> None:
-        """Record a finished segment (its data must already be on disk and synced)."""
+        """Record a finished segment (its data must already be on disk and synced), with its file's checksum."""
         assert record.index == self.segments_done, (record.index, self.segments_done)
+        segment = self.segment_path(record.index)
+        if segment.exists():
+            record.digest = content_hash(segment)
         atomic_write_text(self.segment_path(record.index, ".json"), json.dumps(asdict(record)))
         self.manifest["segments"] = record.index + 1
         atomic_write_text(self.dir / MANIFEST, json.dumps(self.manifest, indent=1))

@@ -34,5 +34,6 @@ def laplacian_variance(rgb: np.ndarray, scale: float = 1.0) -> float:
     """
     y = _luma(rgb)
     if scale != 1.0:
-        y = cv2.resize(y, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        h, w = y.shape
+        y = cv2.resize(y, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return float(cv2.Laplacian(y * 255.0, cv2.CV_32F, ksize=1).var())

@@ -22,6 +22,7 @@ from ..errors import VidrestoreError
 
 _Y = np.array([65.481, 128.553, 24.966], dtype=np.float32) / 255.0
 _SSIM_RADIUS = 5  # int(3.5 * 1.5 + 0.5): scikit-image's truncation of the sigma-1.5 Gaussian
+SSIM_MIN_SIDE = 2 * _SSIM_RADIUS + 1  # smallest frame side SSIM measures
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
@@ -75,7 +76,7 @@ def ssim(a: np.ndarray, b: np.ndarray, crop: int = 0, channel: str = "rgb") -> f
     """
     a, b = _prepare(a, b, crop, channel)
     a, b = a.astype(np.float32), b.astype(np.float32)
-    if min(a.shape[:2]) <= 2 * _SSIM_RADIUS:
+    if min(a.shape[:2]) < SSIM_MIN_SIDE:
         raise VidrestoreError(f"SSIM needs frames larger than 11x11, not {a.shape[1]}x{a.shape[0]}")
     if a.ndim == 2:
         return _ssim_map_mean(a, b)

@@ -20,6 +20,7 @@ Per-frame columns (None where not computed):
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -32,9 +33,10 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..flow import FlowEstimator, create_flow
+from ..io.paths import atomic_write_text
 from .blur import blur_effect, laplacian_variance
 from .drift import drift
-from .fidelity import psnr, ssim
+from .fidelity import SSIM_MIN_SIDE, psnr, ssim
 from .temporal import WarpingErrorStream
 
 if TYPE_CHECKING:  # torch is imported only when LPIPS is used
@@ -75,14 +77,17 @@ class MetricsReport:
         return out
 
     def write_csv(self, path: str | os.PathLike) -> None:
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS)
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: ("" if v is None else round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+        """Per-frame metrics as CSV (written whole or not at all)."""
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: ("" if v is None else round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+        atomic_write_text(Path(path), buf.getvalue())
 
     def write_json(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(_finite(self.summary()), indent=1))
+        """The summary as JSON (written whole or not at all)."""
+        atomic_write_text(Path(path), json.dumps(_finite(self.summary()), indent=1))
 
 
 def _finite(x):
@@ -173,6 +178,9 @@ def evaluate_videos(
     if (out_info.width, out_info.height) != (ref_info.width, ref_info.height):
         raise VidrestoreError(
             f"{out_info.width}x{out_info.height} here but {ref_info.width}x{ref_info.height} in the reference {reference}", output)
+    if gt and min(out_info.width, out_info.height) - 2 * crop < SSIM_MIN_SIDE:
+        raise VidrestoreError(f"SSIM needs frames of at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} pixels after the --crop border; "
+                              f"this video is {out_info.width}x{out_info.height} (--no-gt scores smaller frames)", output)
     bar = progress_bar(out_info.frame_count, "metrics", progress)
     try:
         return evaluate((f.rgb for f in VideoReader(output, out_info).frames()),

@@ -45,6 +45,8 @@ from .fidelity import psnr
 from .temporal import highpass
 
 DEFAULT_CUTOFF_HZ = 1.0
+MIN_FRAMES = 12   # the path filters need this many frames
+MIN_SIDE = 16     # smaller frames hold no features or flow to match
 
 
 def _homogeneous(m: np.ndarray) -> np.ndarray:
@@ -195,8 +197,8 @@ def path_scores(frames: Iterable[np.ndarray], fps: float, cutoff_hz: float = DEF
             yield f
 
     motions, _ = frame_motions(watched())
-    if len(motions) < 12:
-        raise VidrestoreError(f"stabilization metrics need at least 12 frames, not {len(motions)}")
+    if len(motions) < MIN_FRAMES:
+        raise VidrestoreError(f"stabilization metrics need at least {MIN_FRAMES} frames, not {len(motions)}")
     params = path_parameters(motions, *size)
     jitter = path_jitter(params, fps, *size, cutoff_hz)
     return PathScores(*stability_score(params), jitter, float(np.sqrt(jitter)), float(np.mean(itf_values)))
@@ -208,6 +210,10 @@ def evaluate_stabilization(output: str | os.PathLike, input: str | os.PathLike,
     from ..io import VideoReader, probe
 
     out_info, in_info = probe(output), probe(input)
+    for path, info in ((output, out_info), (input, in_info)):
+        if min(info.width, info.height) < MIN_SIDE or info.frame_count < MIN_FRAMES:
+            raise VidrestoreError(f"stabilization metrics need at least {MIN_FRAMES} frames of at least {MIN_SIDE}x{MIN_SIDE} "
+                                  f"pixels; this video has {info.frame_count} of {info.width}x{info.height}", path)
     if out_info.frame_count != in_info.frame_count:
         raise VidrestoreError(f"{out_info.frame_count} frames here but {in_info.frame_count} in the input {input}", output)
     fps = float(in_info.fps or 25)

@@ -19,6 +19,7 @@ is the RMS of its variation above 1 Hz (`highpass`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -130,6 +131,18 @@ def highpass(signal: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
 def frame_mean_luma(frames: Iterable[np.ndarray]) -> np.ndarray:
     """Mean BT.601 luma of each float RGB frame."""
     return np.array([float(rgb_to_y(f).mean()) for f in frames])
+
+
+def video_flicker(output: str | os.PathLike, reference: str | os.PathLike, cutoff_hz: float = 1.0) -> dict[str, float]:
+    """`luminance_flicker` of two videos and the share of the reference's flicker the output removed."""
+    from ..io import probe, read_frames
+
+    scores = {}
+    for name, path in (("output", output), ("reference", reference)):
+        fps = float(probe(path).fps or 25)
+        scores[name] = luminance_flicker(frame_mean_luma(f.rgb for f in read_frames(path)), fps, cutoff_hz)
+    scores["reduction"] = 1 - scores["output"] / scores["reference"] if scores["reference"] > 0 else 0.0
+    return scores
 
 
 def luminance_flicker(means: np.ndarray, fps: float, cutoff_hz: float = 1.0) -> float:

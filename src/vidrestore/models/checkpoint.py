@@ -44,15 +44,48 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
         raise VidrestoreError(f"not a safetensors model file ({err})", p) from None
     if META_KEY not in meta:
         raise VidrestoreError("not a vidrestore model (its metadata has no configuration)", p)
-    return json.loads(meta[META_KEY])
+    try:
+        info = json.loads(meta[META_KEY])
+    except json.JSONDecodeError as err:
+        raise VidrestoreError(f"the model's stored configuration is not valid JSON ({err})", p) from None
+    if not isinstance(info, dict) or not isinstance(info.get("model"), str) or not isinstance(info.get("config"), dict):
+        raise VidrestoreError("the model's stored configuration names no network and settings", p)
+    return info
+
+
+def check_weights(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse weights that do not fit the network (naming the tensor) or hold NaN or infinite values."""
+    for name, want in expected.items():
+        if name not in weights:
+            raise VidrestoreError(f"tensor {name!r} is missing from the weights", path)
+        if tuple(weights[name].shape) != tuple(want.shape):
+            raise VidrestoreError(f"tensor {name!r} is {tuple(weights[name].shape)}, the network needs {tuple(want.shape)}", path)
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        raise VidrestoreError(f"tensor {extra[0]!r} is not part of the stored network ({len(extra)} unexpected tensors)", path)
+    for name, w in weights.items():
+        if w.is_floating_point() and not bool(torch.isfinite(w).all()):
+            bad = int((~torch.isfinite(w)).sum())
+            raise VidrestoreError(f"tensor {name!r} holds {bad} NaN or infinite values: the model is damaged", path)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model stored in `path`; returns (model in eval mode, its stored info)."""
+    """Rebuild the model stored in `path`; returns (model in eval mode, its stored info).
+
+    Raises VidrestoreError naming the file (and the tensor) when the file is not a vidrestore
+    model, its weights do not fit its configuration, or any weight is NaN or infinite.
+    """
     info = read_checkpoint_info(path)
-    model = create_model(info["model"], **info["config"])
     try:
-        model.load_state_dict(load_file(str(path)))
-    except RuntimeError as err:
-        raise VidrestoreError(f"weights do not fit the stored configuration ({str(err).splitlines()[0]})", path) from None
+        model = create_model(info["model"], **info["config"])
+    except VidrestoreError as err:
+        raise VidrestoreError(err.message, path) from None
+    except (TypeError, ValueError) as err:
+        raise VidrestoreError(f"the stored configuration does not build a {info['model']} network ({err})", path) from None
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise VidrestoreError(f"the weights cannot be read ({err})", path) from None
+    check_weights(weights, model.state_dict(), path)
+    model.load_state_dict(weights)
     return model.to(device).eval(), info

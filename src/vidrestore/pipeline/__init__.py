@@ -1,9 +1,10 @@
 """Running stages over videos: the stage protocol, its registry, and the resumable runner."""
 
-from .runner import RestoreResult, default_work_dir, restore
+from .runner import RestorePlan, RestoreResult, default_work_dir, plan_restore, restore
 from .stage import Stage, Window, apply_stage, apply_stages, build_stage, create_stage, list_stages, register_stage
 
 __all__ = [
+    "RestorePlan",
     "RestoreResult",
     "Stage",
     "Window",
@@ -13,6 +14,7 @@ __all__ = [
     "create_stage",
     "default_work_dir",
     "list_stages",
+    "plan_restore",
     "register_stage",
     "restore",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import shutil
@@ -16,12 +15,13 @@ from pathlib import Path
 import av
 
 from ..errors import VidrestoreError
+from ..io.cache import cache_ready, mark_complete
 from ..io.colour import native_format
 from ..io.encode import EncodeSettings, OutputPlan, SegmentEncoder, plan_output
 from ..io.images import write_image
-from ..io.mux import TrackPlan, container_format, mux_output, plan_tracks
-from ..io.paths import check_output, config_key, content_hash
-from ..io.probe import probe
+from ..io.mux import TrackPlan, mux_output, plan_tracks, resolve_output
+from ..io.paths import check_output, config_key, content_hash, output_lock
+from ..io.probe import VideoInfo, probe
 from ..io.reader import Frame, VideoReader
 from ..io.segments import Job, SegmentRecord
 from .prefetch import prefetch
@@ -56,10 +56,6 @@ class RestoreResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _is_png_output(output: Path, codec: str) -> bool:
-    return codec == "png" or output.suffix == "" or output.is_dir()
-
-
 def _disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and getattr(err, "errno", None) in _DISK_FULL
 
@@ -70,21 +66,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class _Lock:
-    """An exclusive lock on a job directory, so two runs never write the same output."""
-
-    def __init__(self, path: Path):
-        self.fh = open(path / ".lock", "w")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.fh.close()
-            raise VidrestoreError("another vidrestore run is writing this output right now") from None
-
-    def release(self) -> None:
-        self.fh.close()
 
 
 def run_analyses(
@@ -100,7 +81,7 @@ def run_analyses(
         if not stage.two_pass:
             continue
         cache = work_root / "cache" / f"{stage.name}-{config_key(_FORMAT_VERSION, in_hash, configs[: k + 1])}"
-        if not (cache / ".complete").exists():
+        if not cache_ready(cache, _FORMAT_VERSION):
             cache.mkdir(parents=True, exist_ok=True)
             bar = progress_bar(reader.info.frame_count, f"analyse ({stage.name})", show_progress)
 
@@ -113,7 +94,7 @@ def run_analyses(
                 stage.analyze(counted(apply_stages(stages[:k], prefetch(reader.frames()))), reader.info, cache)
             finally:
                 bar.close()
-            (cache / ".complete").touch()
+            mark_complete(cache, _FORMAT_VERSION)
         stage.load(cache)
 
 
@@ -161,14 +142,15 @@ def restore(
     tags, rotation and bit depth; audio and subtitles copied. Work is done in segments of
     `segment_frames` frames recorded in a work directory; running the same call again after an
     interruption (even SIGKILL) continues after the last finished segment. The output appears
-    only when complete (written beside it under a hidden name, then renamed); the input is never
-    overwritten, and an existing output only with `overwrite=True`.
+    only when complete (written beside it under a hidden name, then renamed); no input (nor a
+    file a stage reads, such as a guide) is ever overwritten, an existing output only with
+    `overwrite=True`, and while one run writes an output a second run that wants it refuses.
 
     Args:
         input: video file or image folder.
         output: video file (container from the extension) or a folder for a PNG sequence.
         stages: stages to apply in order (see `vidrestore.pipeline.create_stage`).
-        encode: output codec, CRF and preset.
+        encode: output codec, CRF and preset (no codec: h264, or what the container holds).
         overwrite: replace an existing output.
         work_dir: where segments and analyses live (default: see `default_work_dir`).
         segment_frames: frames per resumable segment.
@@ -178,15 +160,45 @@ def restore(
     """
     t0 = time.perf_counter()
     inp, out = Path(input), Path(output)
+    if segment_frames < 1:
+        raise VidrestoreError(f"segment_frames must be at least 1, not {segment_frames}")
+    p = plan_restore(inp, out, encode, stages=stages, overwrite=overwrite, drop_subtitles=drop_subtitles, image_fps=image_fps)
+    work_root = Path(work_dir) if work_dir is not None else default_work_dir()
+    with output_lock(out):
+        check_output(p.reads, out, overwrite, folder=p.png)  # again: another run may have finished it meanwhile
+        frames, segments, reused = _run(inp, out, p, stages, work_root, segment_frames, progress)
+    return RestoreResult(out, frames, segments, reused, time.perf_counter() - t0, p.plan.describe(), p.notes)
+
+
+@dataclass
+class RestorePlan:
+    """What `plan_restore` settled before any work: the input, the encoding, the other tracks, notes."""
+
+    info: VideoInfo
+    plan: OutputPlan
+    png: bool
+    tracks: list[TrackPlan]
+    reads: list[Path]
+    notes: list[str]
+
+
+def plan_restore(input: str | os.PathLike, output: str | os.PathLike, encode: EncodeSettings = EncodeSettings(), *,
+                 stages: Sequence[Stage] = (), overwrite: bool = False, drop_subtitles: bool = False,
+                 image_fps: Fraction | None = None) -> RestorePlan:
+    """Every check `restore` makes before any work (input, output safety, codec and container, tracks).
+
+    Callers that work long before they restore (training) call it first, so a bad output fails at once.
+    """
+    inp, out = Path(input), Path(output)
     info = probe(inp, image_fps)
-    png = _is_png_output(out, encode.codec)
-    if png:
-        encode = EncodeSettings("png")
-    else:
-        container_format(out)
-    check_output(inp, out, overwrite)
+    for stage in stages:
+        stage.check(info)
+    encode, note = resolve_output(out, encode)
+    png = encode.codec == "png"
+    reads = [inp, *(path for s in stages for path in s.inputs())]
+    check_output(reads, out, overwrite, folder=png)
     plan = plan_output(info, encode)
-    notes: list[str] = []
+    notes: list[str] = [note] if note else []
     tracks: list[TrackPlan] = []
     if png:
         if info.tracks:
@@ -194,23 +206,32 @@ def restore(
     else:
         tracks = plan_tracks(info, out, drop_subtitles)
         notes += [t.note for t in tracks if t.note]
-    work_root = Path(work_dir) if work_dir is not None else default_work_dir()
+    return RestorePlan(info, plan, png, tracks, reads, notes)
+
+
+def _run(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_root: Path, segment_frames: int,
+         progress: bool) -> tuple[int, int, int]:
+    """The work of `restore` once its output is checked and locked; returns (frames, segments, segments reused)."""
+    info, plan, tracks = p.info, p.plan, p.tracks
     in_hash = content_hash(inp)
     configs = [{"name": s.name, **s.config()} for s in stages]
     key = config_key(_FORMAT_VERSION, in_hash, str(out.absolute()), configs, plan.codec, plan.options,
                      plan.layout.name, segment_frames, [t.action for t in tracks])
     try:
         job = Job(work_root, key, {"input": str(inp.absolute()), "output": str(out.absolute()), "stages": configs}, segment_frames)
-        lock = _Lock(job.dir)
     except OSError as err:
         raise VidrestoreError(f"cannot use work directory ({err.strerror or err})", work_root) from None
+    writing = work_root  # where a full disk would be: the work directory until the final file is written
     try:
         reader = VideoReader(inp, info)
         reused = job.segments_done
         run_analyses(stages, reader, in_hash, work_root, progress)
-        pngs = _PngSegments(out, plan.layout.depth) if png else None
+        pngs = _PngSegments(out, plan.layout.depth) if p.png else None
+        if pngs is not None:
+            writing = out
         if not job.complete:
             _render(job, reader, stages, plan, pngs, progress)
+        writing = out
         if pngs is not None:
             pngs.finish(out)
         else:
@@ -218,23 +239,21 @@ def restore(
             mux_output(segments, info, plan.time_base, plan.fps, out, tracks)
         frames = int(job.manifest["frames"])
         total_segments = job.segments_done
-        lock.release()
         job.remove()
     except VidrestoreError:
-        lock.release()
         raise
     except BaseException as err:
-        lock.release()
         if _disk_full(err):
+            where = "the output" if writing == out else "the work directory (choose another with --work-dir)"
             raise VidrestoreError(
-                f"disk full while writing ({os.strerror(err.errno)}); nothing that existed was changed; "
+                f"disk full while writing {where} ({os.strerror(err.errno)}); nothing that existed was changed; "
                 f"finished segments are kept in {job.dir} and the same command resumes after space is freed",
-                out,
+                writing,
             ) from None
         if isinstance(err, av.FFmpegError):
             raise VidrestoreError(f"writing failed ({err})", out) from None
         raise
-    return RestoreResult(out, frames, total_segments, reused, time.perf_counter() - t0, plan.describe(), notes)
+    return frames, total_segments, reused
 
 
 def _render(job: Job, reader: VideoReader, stages: Sequence[Stage], plan: OutputPlan,

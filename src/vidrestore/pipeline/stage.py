@@ -54,6 +54,13 @@ class Stage:
         """Every parameter that changes the output (part of cache and resume keys)."""
         return {}
 
+    def inputs(self) -> list[Path]:
+        """Files the stage reads besides the video (a guide): the output may never replace them."""
+        return []
+
+    def check(self, info: VideoInfo) -> None:
+        """Refuse, before any work, a video the stage cannot process (raise VidrestoreError)."""
+
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
         """Two-pass stages: look at every frame, save what the render pass needs under cache_dir."""
 

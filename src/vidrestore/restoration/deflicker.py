@@ -232,6 +232,16 @@ class GuidedDeflicker(Stage):
             self._flows[(j, t)] = self.flow.flow_prepared(prep_j, prep_t, size)
         return self._flows[(t, j)], self._flows[(j, t)]
 
+    def inputs(self) -> list[Path]:
+        return [self.guide_path]
+
+    def check(self, info: VideoInfo) -> None:
+        """The guide must be the input's original: same size and frame count."""
+        g = self.guide_info
+        if (g.width, g.height, g.frame_count) != (info.width, info.height, info.frame_count):
+            raise VidrestoreError(f"the guide is {g.width}x{g.height}, {g.frame_count} frames; the input {info.width}x"
+                                  f"{info.height}, {info.frame_count} frames: it must be the input's original", self.guide_path)
+
     def config(self) -> dict:
         return {"guide": content_hash(self.guide_path), "radius": self.radius, "tolerance": self.tolerance, "flow": self.flow.config()}
 

@@ -52,6 +52,7 @@ import numpy as np
 from ..errors import VidrestoreError
 from ..flow import FlowEstimator, backward_warp, create_flow, resize_field
 from ..io import VideoReader, probe
+from ..io.cache import cache_ready, mark_complete
 from ..io.paths import atomic_write_text, config_key, content_hash
 from ..pipeline import default_work_dir
 from ..pipeline.prefetch import prefetch
@@ -232,7 +233,7 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
     info = probe(src)
     root = Path(work_dir) if work_dir is not None else default_work_dir()
     folder = root / "cache" / f"selfhvd-{analysis_key(src, settings)}"
-    if (folder / ".complete").exists():
+    if cache_ready(folder, ANALYSIS_VERSION):
         return VideoAnalysis(folder)
     shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -252,7 +253,7 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
                  "selection": {k: v for k, v in selection.to_dict().items() if k != "per_frame"},
                  "seconds": time.perf_counter() - t0})
     atomic_write_text(folder / "analysis.json", json.dumps(meta))
-    (folder / ".complete").touch()
+    mark_complete(folder, ANALYSIS_VERSION)
     return VideoAnalysis(folder)
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -27,16 +28,18 @@ from torch import nn
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings
-from ..io.paths import check_output, config_key
+from ..io.cache import cache_ready, mark_complete
+from ..io.paths import config_key
 from ..models import load_checkpoint, save_checkpoint
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE
-from ..pipeline import RestoreResult, Stage, build_stage, default_work_dir, restore
+from ..pipeline import RestoreResult, Stage, build_stage, default_work_dir, plan_restore, restore
 from .analysis import AnalysisSettings, VideoAnalysis, analyze_video
 from .infer import DeblurStage, model_digest
 from .train import Budget, TrainSettings, resolve_device, train
 
 log = logging.getLogger(__name__)
 DEFAULT_BUDGET = Budget(minutes=5)
+MODEL_CACHE_VERSION = 1  # bump when a cached model's files change meaning
 
 
 @dataclass
@@ -59,12 +62,13 @@ def trained_model(analyses: Sequence[VideoAnalysis], settings: TrainSettings, bu
                      model_digest(init) if init is not None else None)
     folder = root / "cache" / f"selfhvd-model-{key}"
     done = folder / "model.safetensors"
-    if done.exists():
+    if cache_ready(folder, MODEL_CACHE_VERSION):
         model, info = load_checkpoint(done, device)
         return model, info["training"]
     folder.mkdir(parents=True, exist_ok=True)
     model, info = train(list(analyses), settings, budget, device=device, state_dir=folder, init=init, progress=progress)
     save_checkpoint(model, done, training=info, inputs=[a.meta["source"] for a in analyses])
+    mark_complete(folder, MODEL_CACHE_VERSION)
     return model, info
 
 
@@ -85,6 +89,8 @@ def deblur(
     work_dir: str | os.PathLike | None = None,
     segment_frames: int = 240,
     progress: bool = True,
+    drop_subtitles: bool = False,
+    image_fps: Fraction | None = None,
 ) -> DeblurReport:
     """Deblur `input` into `output` (see the module docstring).
 
@@ -99,18 +105,19 @@ def deblur(
         encode: output codec settings.
         device: "auto", "cpu" or "cuda".
         tile, margin: inference tiling.
-        overwrite, work_dir, segment_frames, progress: as for `vidrestore.restore`.
+        overwrite, work_dir, segment_frames, progress, drop_subtitles, image_fps: as for `vidrestore.restore`.
     """
     dev = resolve_device(device)
     src = Path(input)
-    check_output(src, Path(output), overwrite)
+    given = load_checkpoint(model, dev) if model is not None else None
+    plan_restore(src, output, encode, overwrite=overwrite, drop_subtitles=drop_subtitles, image_fps=image_fps)
     a = analyze_video(src, analysis, work_dir=work_dir, progress=progress)
     problem = a.selection.problem
     notes: list[str] = []
     fallback = training = None
     stage: Stage
-    if model is not None:
-        net, info = load_checkpoint(model, dev)
+    if given is not None:
+        net, info = given
         if adapt_steps > 0 and problem is None:
             net, training = trained_model([a], TrainSettings(**{**asdict(settings), "model": info["model"],
                                                                 "model_config": info["config"]}),
@@ -128,7 +135,7 @@ def deblur(
         log.warning("%s: %s", src, fallback)
         notes.append(fallback)
     result = restore(src, output, [stage], encode, overwrite=overwrite, work_dir=work_dir,
-                     segment_frames=segment_frames, progress=progress)
+                     segment_frames=segment_frames, progress=progress, drop_subtitles=drop_subtitles, image_fps=image_fps)
     return DeblurReport(result, a.selection.summary(), training, fallback, notes + result.notes)
 
 

@@ -35,6 +35,7 @@ run started again with the same folder continues from there.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import re
@@ -54,6 +55,8 @@ from .analysis import VideoAnalysis
 from .sampling import Batch, Sampler
 
 CHECKPOINT_S = 30.0
+_STATE_KEYS = {"model", "opt", "rng", "step", "elapsed", "stage1_steps", "loss_ema", "anchor"}
+log = logging.getLogger(__name__)
 _LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -215,6 +218,21 @@ def _save_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def _load_state(path: Path, device: torch.device) -> dict | None:
+    """A saved training state, read without running code (tensors and plain values only); None,
+    with a warning, when it is unreadable or holds anything else (training then starts afresh)."""
+    try:
+        st = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(st, dict) or not _STATE_KEYS <= st.keys():
+            raise ValueError("not a training state")
+    except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, it is discarded
+        why = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        log.warning("%s: unreadable training state discarded (%s); training starts afresh", path, why)
+        path.unlink(missing_ok=True)
+        return None
+    return st
+
+
 def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings(), budget: Budget = Budget(minutes=5), *,
           device: torch.device | str = "cpu", state_dir: str | os.PathLike | None = None, init: nn.Module | None = None,
           progress: bool = True) -> tuple[nn.Module, dict]:
@@ -241,8 +259,8 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
     anchor: nn.Module | None = None
     step, elapsed, stage1_steps, loss_ema = 0, 0.0, 0, None
     state_path = Path(state_dir) / "train_state.pt" if state_dir is not None else None
-    if state_path is not None and state_path.exists():
-        st = torch.load(state_path, map_location=device, weights_only=False)
+    st = _load_state(state_path, device) if state_path is not None and state_path.exists() else None
+    if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         rng.bit_generator.state = st["rng"]
