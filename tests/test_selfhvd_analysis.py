@@ -153,6 +153,23 @@ def test_analysis_is_cached_and_keyed_by_its_settings(shaky, tmp_path, monkeypat
     assert isinstance(first.frames, np.memmap) and first.frames.shape == (first.count, first.height, first.width, 3)
 
 
+@pytest.mark.parametrize("damage", ["analysis.json", "frames.npy", "marker"])
+def test_damaged_analysis_is_discarded_and_built_again(clip_factory, tmp_path, caplog, damage):
+    """Issue 22, defect 5: garbage in analysis.json, a truncated frames.npy or a garbage marker is
+    noticed on the next run, which says so in one line and rebuilds instead of failing."""
+    src, _, _ = clip_factory("analysis12.mkv", frames=12)
+    first = analyze_video(src, work_dir=tmp_path, progress=False)
+    sharpness, frames = first.selection.sharpness.copy(), np.array(first.frames)
+    target = first.dir / (".complete" if damage == "marker" else damage)
+    if damage == "frames.npy":
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    else:
+        target.write_text("{garbage")
+    again = analyze_video(src, work_dir=tmp_path, progress=False)
+    assert "damaged cache entry discarded" in caplog.text
+    assert np.array_equal(again.selection.sharpness, sharpness) and np.array_equal(np.array(again.frames), frames)
+
+
 def test_aligned_neighbour_lands_on_the_centre_frame(analysed):
     """Frame t warped onto frame i with the composed consecutive flows matches frame i better than t itself."""
     i, t = 10, 12

@@ -12,7 +12,7 @@ from vidrestore.io import EncodeSettings, probe, read_frames
 from vidrestore.models.checkpoint import read_checkpoint_info
 from vidrestore.selfhvd import analyze_video
 from vidrestore.selfhvd import train as train_mod
-from vidrestore.selfhvd.deblur import deblur
+from vidrestore.selfhvd.deblur import deblur, trained_model
 from vidrestore.selfhvd.sampling import Sampler
 from vidrestore.selfhvd.train import Budget, TrainSettings, sis, train
 from vidrestore.synth.handheld import load_labels, synth_handheld
@@ -208,3 +208,38 @@ def test_demo_runs_and_reports_psnr(tmp_path):
     before, after = (float(x.split(" dB")[0]) for x in r.stdout.split("blurry frames: input ")[1].split("-> output "))
     assert after > before
     assert probe(tmp_path / "demo" / "side_by_side.mp4").width == 3 * probe(tmp_path / "demo" / "blurry.mkv").width
+
+
+class _RunsCode:
+    """Pickles to a call of Path.touch(marker): what a planted training state would run on load."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_training_state_is_read_without_running_code(analysed, tmp_path, caplog):
+    """Issue 22, defect 4: a pickle planted as train_state.pt must not run; training starts afresh."""
+    marker = tmp_path / "code-ran"
+    state = tmp_path / "state"
+    state.mkdir()
+    torch.save({"model": _RunsCode(marker)}, state / "train_state.pt")
+    _, info = train([analysed], TrainSettings(**TINY), Budget(steps=2), state_dir=state, progress=False)
+    assert not marker.exists()
+    assert info["steps"] == 2
+    assert "unreadable training state discarded" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_cached_model_is_trained_again(analysed, tmp_path, caplog, damage):
+    """Issue 22, defect 5: a damaged cached model is discarded with a warning and trained again."""
+    settings = TrainSettings(**TINY)
+    first, _ = trained_model([analysed], settings, Budget(steps=2), work_dir=tmp_path, device=torch.device("cpu"), progress=False)
+    (cached,) = tmp_path.glob("cache/selfhvd-model-*/model.safetensors")
+    cached.write_bytes(b"garbage" if damage == "garbage" else cached.read_bytes()[:-100])
+    again, info = trained_model([analysed], settings, Budget(steps=2), work_dir=tmp_path, device=torch.device("cpu"), progress=False)
+    assert "damaged cache entry discarded" in caplog.text and info["steps"] == 2
+    for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
