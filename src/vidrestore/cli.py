@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -187,8 +188,11 @@ def _analyze_command(sub: argparse._SubParsersAction) -> None:
         from .selfhvd import analyze_video
         from .selfhvd.report import label_panel, sharpness_timeline, write_timeline
 
+        from .io.paths import check_output_folder
+
         settings = _analysis_settings(args)
         out = args.output or Path(f"{args.input.stem}-analysis")
+        check_output_folder(out)
         if args.panel:
             analysis = analyze_video(args.input, settings, work_dir=args.work_dir, progress=not args.quiet)
             selection = analysis.selection
@@ -263,7 +267,7 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         _report(report.result)
         return 0
 
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, resumes=True)
 
 
 @_subcommand
@@ -290,7 +294,7 @@ def _train_command(sub: argparse._SubParsersAction) -> None:
         print(f"wrote {args.output}: {info['steps']} steps in {info['train_seconds']:.0f} s on {info['device']}")
         return 0
 
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, resumes=True)
 
 
 @_subcommand
@@ -352,7 +356,7 @@ def _restore_command(sub: argparse._SubParsersAction) -> None:
         _report(result)
         return 0
 
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, resumes=True)
 
 
 @_subcommand
@@ -402,7 +406,7 @@ def _stabilize_command(sub: argparse._SubParsersAction) -> None:
             log.warning("note: camera path from the Gaussian smoother: %s", stage.summary["note"])
         return 0
 
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, resumes=True)
 
 
 @_subcommand
@@ -436,7 +440,7 @@ def _deflicker_command(sub: argparse._SubParsersAction) -> None:
         _report(result)
         return 0
 
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, resumes=True)
 
 
 def _noise_levels(text: str) -> tuple[float, float]:
@@ -635,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(format="vidrestore: %(message)s", level=logging.WARNING if args.quiet else logging.INFO)
+    if not args.debug:
+        warnings.simplefilter("ignore")  # libraries' warnings (matplotlib, torch) are not the user's business
     try:
         return args.handler(args)
     except VidrestoreError as err:
@@ -643,7 +649,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidrestore: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("vidrestore: interrupted; run the same command again to resume", file=sys.stderr)
+        then = ("run the same command again to resume" if getattr(args, "resumes", False)
+                else "this command does not resume: run it again to start over")
+        print(f"vidrestore: interrupted; {then}", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - one line for the user, traceback with --debug
         if args.debug:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -27,6 +29,20 @@ def list_images(folder: str | Path) -> list[Path]:
             f"folder holds no images (looked for {', '.join(IMAGE_SUFFIXES)})", folder
         )
     return sorted(files, key=_natural_key)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image from its header, without decoding its pixels."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 24:
+        return struct.unpack(">II", head[16:24])
+    try:
+        with av.open(str(path)) as c:
+            cc = c.streams.video[0].codec_context
+            return cc.width, cc.height
+    except (av.FFmpegError, IndexError):
+        raise VidrestoreError("cannot read this image (unsupported or corrupt)", path) from None
 
 
 def read_image_raw(path: Path) -> np.ndarray:

@@ -107,12 +107,28 @@ def check_output(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
     parent = output.parent
     if not parent.is_dir():
         raise VidrestoreError(f"output folder {parent} does not exist", given)
+    _check_writable(parent, given)
+
+
+def _check_writable(folder: Path, given: str | os.PathLike) -> None:
+    """Create and remove a probe file in `folder`, so a long job does not fail at its very end."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".vidrestore-write-test-", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=".vidrestore-write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise VidrestoreError(f"cannot write to folder {parent} ({err.strerror or err})", given) from None
+        raise VidrestoreError(f"cannot write to folder {folder} ({err.strerror or err})", given) from None
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Refuse, before any work, an output folder that is a file or that cannot be created or written."""
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "it is a file" if existing == Path(os.path.abspath(folder)) else f"{existing} is a file"
+        raise VidrestoreError(f"{what}; the output must be a folder", folder)
+    _check_writable(existing, folder)
 
 
 @contextmanager

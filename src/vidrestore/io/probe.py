@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from .colour import PixelLayout, layout_of, native_format
-from .images import list_images, read_image_raw
+from .images import image_size, list_images, read_image_raw
 
 # Names for the integer colour tags (libavutil/pixfmt.h), as ffprobe prints them.
 RANGE_NAMES = {0: "unknown", 1: "tv", 2: "pc"}
@@ -323,6 +323,11 @@ def probe(path: str | os.PathLike, image_fps: Fraction | None = None) -> VideoIn
 def _probe_images(folder: Path, fps: Fraction) -> VideoInfo:
     files = list_images(folder)
     img = read_image_raw(files[0])
+    for f in files[1:]:
+        w, h = image_size(f)
+        if (w, h) != (img.shape[1], img.shape[0]):
+            raise VidrestoreError(f"image is {w}x{h} but the first, {files[0].name}, is {img.shape[1]}x{img.shape[0]}: "
+                                  "every frame of a sequence must have one size", f)
     depth = 8 if img.dtype == np.uint8 else 16
     gray = img.ndim == 2
     pix_fmt = ("gray" if depth == 8 else "gray16le") if gray else ("rgb24" if depth == 8 else "rgb48le")

@@ -10,7 +10,10 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+DEPTH = 4  # items produced ahead by default
+
+
+def prefetch(items: Iterable[T], depth: int = DEPTH) -> Iterator[T]:
     """Yield `items` in order while a worker thread produces up to `depth` of them ahead.
 
     Exceptions raised by the producer are re-raised in the consumer. Closing the returned

@@ -24,6 +24,7 @@ from ..io.paths import check_output, config_key, content_hash, output_lock
 from ..io.probe import VideoInfo, probe
 from ..io.reader import Frame, VideoReader
 from ..io.segments import Job, SegmentRecord
+from .prefetch import DEPTH as PREFETCH_DEPTH
 from .prefetch import prefetch
 from .progress import progress_bar
 from .stage import Stage, apply_stages
@@ -170,6 +171,26 @@ def restore(
     return RestoreResult(out, frames, segments, reused, time.perf_counter() - t0, p.plan.describe(), p.notes)
 
 
+def memory_needed(info: VideoInfo, stages: Sequence[Stage]) -> int:
+    """Bytes that the frames in flight take: the read-ahead, each stage's window and working copies
+    (float32 RGB, four copies a stage), the frame being encoded."""
+    frame = info.width * info.height * 3 * 4
+    in_flight = PREFETCH_DEPTH + 2 + sum(2 * s.radius + 1 + 4 for s in stages)
+    return frame * in_flight
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux MemAvailable; else all physical memory)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 @dataclass
 class RestorePlan:
     """What `plan_restore` settled before any work: the input, the encoding, the other tracks, notes."""
@@ -199,6 +220,13 @@ def plan_restore(input: str | os.PathLike, output: str | os.PathLike, encode: En
     check_output(reads, out, overwrite, folder=png)
     plan = plan_output(info, encode)
     notes: list[str] = [note] if note else []
+    need, have = memory_needed(info, stages), available_memory()
+    if need > have:
+        raise VidrestoreError(f"frames of {info.width}x{info.height} need about {need / 1e9:.1f} GB of memory to process; "
+                              f"{have / 1e9:.1f} GB is available", inp)
+    if need > have / 2:
+        notes.append(f"frames of {info.width}x{info.height} need about {need / 1e9:.1f} GB of the {have / 1e9:.1f} GB "
+                     "of memory available")
     tracks: list[TrackPlan] = []
     if png:
         if info.tracks:

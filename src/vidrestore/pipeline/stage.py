@@ -15,6 +15,8 @@ the same frames.
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -139,15 +141,31 @@ def _parse_value(text: str) -> object:
     return text
 
 
+def _typed(stage: str, factory: Callable[..., Stage], options: dict[str, object]) -> dict[str, object]:
+    """Options converted to the types the factory declares (an int where a float is wanted is fine)."""
+    params = inspect.signature(factory).parameters
+    hints = typing.get_type_hints(factory)
+    out = {}
+    for key, value in options.items():
+        if key not in params:
+            raise VidrestoreError(f"stage {stage!r} has no option {key!r}; its options: {', '.join(params) or 'none'}")
+        want = hints.get(key)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif want in (int, float, str, bool) and type(value) is not want:
+            kind = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}[want]
+            raise VidrestoreError(f"option {key} of stage {stage!r} must be {kind}, not {value!r}")
+        out[key] = value
+    return out
+
+
 def build_stage(name: str, **options: object) -> Stage:
     """Build a registered stage by name with keyword options (what `create_stage` does after parsing)."""
     names = list_stages()
     if name not in _REGISTRY:
         raise VidrestoreError(f"unknown stage {name!r}; available: {', '.join(names) or 'none'}")
-    try:
-        return _REGISTRY[name](**options)
-    except TypeError as err:
-        raise VidrestoreError(f"bad options for stage {name!r}: {err}") from None
+    factory = _REGISTRY[name]
+    return factory(**_typed(name, factory, options))
 
 
 def create_stage(spec: str) -> Stage:

@@ -61,7 +61,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
-from ..io.paths import atomic_write_text, check_output, read_versioned_json
+from ..io.paths import atomic_write_text, check_output, check_output_folder, read_versioned_json
 from ..pipeline.progress import progress_bar
 from .sensor import linear_to_srgb, poisson_gaussian_noise, srgb_to_linear
 from .shake import ShakePlan, ShakeSettings, blur_paths, plan_shake
@@ -173,8 +173,7 @@ def synth_handheld(
     t0 = time.perf_counter()
     clip = source_clip(source, start, frames, scale)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise VidrestoreError("output must be a folder", out)
+    check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / v for k, v in FILES.items()}
     for p in paths.values():

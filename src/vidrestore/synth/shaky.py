@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
-from ..io.paths import atomic_write_text, check_output, read_versioned_json
+from ..io.paths import atomic_write_text, check_output, check_output_folder, read_versioned_json
 from ..pipeline.progress import progress_bar
 from .shake import MAX_ZOOM, ShakeSettings, camera, hand_motion, homographies, residual_at, zoom_needed
 from .source import source_clip
@@ -99,8 +99,7 @@ def synth_shaky(
     t0 = time.perf_counter()
     clip = source_clip(source, start, frames, scale)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise VidrestoreError("output must be a folder", out)
+    check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / v for k, v in FILES.items()}
     for p in paths.values():
