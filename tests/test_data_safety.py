@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import sys
 import time
+from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, digest, one_line_error, run_cli
+from conftest import ROOT, decoded_times, digest, one_line_error, run_cli
 from vidrestore import EncodeSettings, Stage, read_frames, restore
 from vidrestore.models import create_model, save_checkpoint
 from vidrestore.restoration.stabilize import Stabilize
@@ -193,6 +195,7 @@ def test_tiny_frames_work_or_say_the_minimum_size(tiny, tmp_path, command):
     else:
         args = [words[0], tiny, *words[1:], "-o", out]
     r = run_cli(*args, "-q")
+    assert "Warning" not in r.stderr, r.stderr  # no library warnings leak (matplotlib's log scale of zeros)
     if r.returncode != 0:
         one_line_error(r, str(tiny), "at least")
     elif words[0] not in ("metrics", "analyze"):
@@ -234,3 +237,70 @@ def test_second_run_to_an_output_being_written_refuses(clip_factory, tmp_path):
     reference = tmp_path / "reference.mkv"  # what the first run writes, not the second's sharpened frames
     restore(src, reference, [_Same()], EncodeSettings("ffv1"), work_dir=work, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(_frames(out), _frames(reference), strict=True))
+
+
+# --- defect 10: large frames, interrupted commands that do not resume ---------------------------------------------
+
+def test_frames_too_large_for_memory_are_refused_with_the_figure(good, tmp_path, monkeypatch):
+    from vidrestore.errors import VidrestoreError
+    from vidrestore.pipeline import runner
+
+    monkeypatch.setattr(runner, "available_memory", lambda: 100_000)
+    with pytest.raises(VidrestoreError, match=r"96x64 need about 0\.4 MB of memory to process; 0\.1 MB is available"):
+        restore(good, tmp_path / "out.mkv", progress=False)
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(runner, "available_memory", lambda: 3 * runner.memory_needed(runner.probe(good), []) // 2)
+    r = restore(good, tmp_path / "out.mkv", progress=False)
+    assert any("MB of memory available" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("command, resumes", [("metrics", False), ("restore", True)])
+def test_interrupted_command_says_whether_it_resumes(good, tmp_path, monkeypatch, capsys, command, resumes):
+    from vidrestore import cli
+    from vidrestore.metrics import report
+    from vidrestore.pipeline import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "evaluate_videos", interrupted)
+    monkeypatch.setattr(runner, "_run", interrupted)
+    args = ["metrics", good, good] if command == "metrics" else ["restore", good, "-o", tmp_path / "out.mkv"]
+    assert cli.main([str(a) for a in args]) == 130
+    err = capsys.readouterr().err
+    assert ("run the same command again to resume" in err) == resumes
+    assert ("does not resume" in err) == (not resumes)
+
+
+# --- defect 11: deblur's --fps and --drop-subtitles, and a missing --model found first ---------------------------
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "untrained.safetensors"
+    save_checkpoint(create_model("unet"), path)
+    return path
+
+
+def test_deblur_honours_drop_subtitles(clip_factory, untrained_model, tmp_path):
+    src, _, _ = clip_factory("subs.mkv", frames=6, subtitles=True)
+    out = tmp_path / "out.mkv"
+    r = run_cli("deblur", src, "--model", untrained_model, "-o", out, "--drop-subtitles", "--work-dir", tmp_path / "w", "-q")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(out)) as c:
+        assert not c.streams.subtitles and len(c.streams.video) == 1
+
+
+def test_deblur_honours_fps_of_an_image_folder(good, untrained_model, tmp_path):
+    frames = tmp_path / "frames"
+    assert run_cli("restore", good, "-o", frames).returncode == 0
+    out = tmp_path / "out.mkv"
+    r = run_cli("deblur", frames, "--model", untrained_model, "-o", out, "--fps", "10", "--work-dir", tmp_path / "w", "-q")
+    assert r.returncode == 0, r.stderr
+    assert decoded_times(out) == [Fraction(i, 10) for i in range(8)]
+
+
+def test_deblur_finds_a_missing_model_before_any_analysis(good, tmp_path):
+    work = tmp_path / "w"
+    r = run_cli("deblur", good, "--model", tmp_path / "no.safetensors", "-o", tmp_path / "out.mkv", "--work-dir", work)
+    one_line_error(r, "no.safetensors", "not found")
+    assert not list(work.glob("cache/*"))

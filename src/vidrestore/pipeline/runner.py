@@ -179,6 +179,10 @@ def memory_needed(info: VideoInfo, stages: Sequence[Stage]) -> int:
     return frame * in_flight
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
 def available_memory() -> int:
     """Bytes of memory available to a new allocation (Linux MemAvailable; else all physical memory)."""
     try:
@@ -222,11 +226,10 @@ def plan_restore(input: str | os.PathLike, output: str | os.PathLike, encode: En
     notes: list[str] = [note] if note else []
     need, have = memory_needed(info, stages), available_memory()
     if need > have:
-        raise VidrestoreError(f"frames of {info.width}x{info.height} need about {need / 1e9:.1f} GB of memory to process; "
-                              f"{have / 1e9:.1f} GB is available", inp)
+        raise VidrestoreError(f"frames of {info.width}x{info.height} need about {_size(need)} of memory to process; "
+                              f"{_size(have)} is available", inp)
     if need > have / 2:
-        notes.append(f"frames of {info.width}x{info.height} need about {need / 1e9:.1f} GB of the {have / 1e9:.1f} GB "
-                     "of memory available")
+        notes.append(f"frames of {info.width}x{info.height} need about {_size(need)} of the {_size(have)} of memory available")
     tracks: list[TrackPlan] = []
     if png:
         if info.tracks:
