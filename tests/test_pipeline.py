@@ -137,7 +137,9 @@ def test_stage_registry_parses_options():
     assert create_stage("test-tmean:radius=3").radius == 3
     with pytest.raises(VidrestoreError, match="unknown stage"):
         create_stage("no-such-stage")
-    with pytest.raises(VidrestoreError, match="bad options"):
+    with pytest.raises(VidrestoreError, match="has no option 'bogus'"):
         create_stage("test-tmean:bogus=1")
+    with pytest.raises(VidrestoreError, match="option radius of stage 'test-tmean' must be a whole number, not 'abc'"):
+        create_stage("test-tmean:radius=abc")
     with pytest.raises(VidrestoreError, match="not key=value"):
         create_stage("test-tmean:radius")

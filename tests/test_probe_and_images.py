@@ -90,15 +90,19 @@ def test_ten_bit_video_to_sixteen_bit_pngs(clip_factory, tmp_path):
 
 
 def test_png_output_folder_replaced_only_with_overwrite(clip_factory, tmp_path):
+    """A folder of vidrestore's own frames is replaced only with overwrite; one holding anything else never."""
     src, _, _ = clip_factory("p.mkv", frames=5)
     out = tmp_path / "frames"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    restore(src, out, progress=False)
     with pytest.raises(VidrestoreError, match="--overwrite"):
         restore(src, out, progress=False)
-    assert (out / "keep.txt").read_text() == "mine"
+    (out / "000004.png").unlink()
     restore(src, out, progress=False, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(5)]
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(VidrestoreError, match="keep.txt"):
+        restore(src, out, progress=False, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_image_of_another_size_in_the_sequence(tmp_path):

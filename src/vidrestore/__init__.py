@@ -12,6 +12,7 @@ The Python API the `vidrestore` command is a thin shell over::
 from .errors import VidrestoreError
 from .io import CODECS, EncodeSettings, Frame, VideoInfo, VideoReader, describe, open_video, probe, read_frames, write_video
 from .pipeline import RestoreResult, Stage, Window, create_stage, list_stages, register_stage, restore
+from . import restoration  # noqa: F401 - makes the built-in stages available by name
 
 __version__ = "0.1.0"
 

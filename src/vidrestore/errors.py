@@ -21,9 +21,3 @@ class VidrestoreError(Exception):
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
 
-
-def with_path(err: VidrestoreError, path: str | os.PathLike) -> VidrestoreError:
-    """The same error naming `path` when it did not name a file yet."""
-    if err.path is None:
-        err.path = os.fspath(path)
-    return err

@@ -9,16 +9,13 @@ import cv2
 import numpy as np
 
 from ..errors import VidrestoreError
+from ..io.colour import luma
 from .warp import resize_field
 
 
 def to_grey_u8(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] (or grey) to 8-bit BT.601 luma, the input OpenCV's flow needs."""
-    if rgb.ndim == 3:
-        grey = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)
-    else:
-        grey = rgb.astype(np.float32)
-    return cv2.convertScaleAbs(grey, alpha=255.0)
+    return cv2.convertScaleAbs(luma(rgb), alpha=255.0)
 
 
 MIN_SIDE = 16  # smallest side OpenCV's DIS accepts is 12 or more, depending on the other side

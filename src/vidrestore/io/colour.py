@@ -262,6 +262,14 @@ def planes_to_rgb(planes: list[np.ndarray], layout: PixelLayout, colour: Colour)
     return _clip01(rgb)
 
 
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma Y' = 0.299 R + 0.587 G + 0.114 B of float RGB (H, W, 3), on RGB's own scale (no
+    video-range offset), as float32; a grey (H, W) frame is its own luma. The one luma of vidrestore."""
+    if rgb.ndim == 2:
+        return rgb.astype(np.float32, copy=False)
+    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+
+
 def _quantise(x: np.ndarray, depth: int) -> np.ndarray:
     """Round float code values to the layout's integer type, saturating at 0 and 2**depth - 1."""
     if x.size == 1:  # OpenCV reads a one-element array as a scalar

@@ -22,6 +22,7 @@ import av
 
 from ..errors import VidrestoreError
 from .encode import CODECS, EncodeSettings
+from .paths import fsync_file
 from .probe import VideoInfo, open_container
 
 # Output file extension -> FFmpeg muxer.
@@ -233,14 +234,6 @@ def _time(pk: av.Packet) -> float:
     return float(t * pk.time_base)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def temp_path(out_path: Path) -> Path:
     """Where the output is written before the atomic rename (same folder, hidden)."""
     return out_path.with_name(f".{out_path.stem}.vidrestore-partial{out_path.suffix}")
@@ -313,7 +306,7 @@ def mux_output(
         for pk in heapq.merge(*iters, key=_time):
             out.mux(pk)
         out.close()
-        _fsync(tmp)
+        fsync_file(tmp)
         os.replace(tmp, out_path)
     except BaseException:
         try:

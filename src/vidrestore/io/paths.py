@@ -164,6 +164,15 @@ def output_lock(output: str | os.PathLike) -> Iterator[None]:
         fh.close()
 
 
+def fsync_file(path: Path) -> None:
+    """Force a written file's data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a small text file so that a crash leaves either the old or the new content."""
     tmp = path.with_name(f".{path.name}.tmp")

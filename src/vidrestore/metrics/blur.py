@@ -17,13 +17,9 @@ from skimage.measure import blur_effect as _skimage_blur_effect
 from .fidelity import rgb_to_y
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb_to_y(rgb) if rgb.ndim == 3 else rgb.astype(np.float32)
-
-
 def blur_effect(rgb: np.ndarray) -> float:
     """Crete et al. blur of the BT.601 luma (0 sharp .. 1 blurry)."""
-    return float(_skimage_blur_effect(_luma(rgb), h_size=11))
+    return float(_skimage_blur_effect(rgb_to_y(rgb), h_size=11))
 
 
 def laplacian_variance(rgb: np.ndarray, scale: float = 1.0) -> float:
@@ -32,7 +28,7 @@ def laplacian_variance(rgb: np.ndarray, scale: float = 1.0) -> float:
     `scale` < 1 measures it on the luma shrunk by that factor (area averaging): blur of a pixel
     or more still shows, pixel-level texture, noise and compression artefacts much less.
     """
-    y = _luma(rgb)
+    y = rgb_to_y(rgb)
     if scale != 1.0:
         h, w = y.shape
         y = cv2.resize(y, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)

@@ -19,15 +19,18 @@ import cv2
 import numpy as np
 
 from ..errors import VidrestoreError
+from ..io.colour import luma
 
-_Y = np.array([65.481, 128.553, 24.966], dtype=np.float32) / 255.0
 _SSIM_RADIUS = 5  # int(3.5 * 1.5 + 0.5): scikit-image's truncation of the sigma-1.5 Gaussian
 SSIM_MIN_SIDE = 2 * _SSIM_RADIUS + 1  # smallest frame side SSIM measures
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma in [16/255, 235/255] from RGB in [0, 1] (the Y of papers' "PSNR on Y")."""
-    return (rgb.astype(np.float32) @ _Y + 16.0 / 255.0).astype(np.float32)
+    """BT.601 luma in [16/255, 235/255] from RGB in [0, 1] (the Y of papers' "PSNR on Y"); a grey
+    (H, W) frame is taken as Y already."""
+    if rgb.ndim == 2:
+        return luma(rgb)
+    return luma(rgb) * np.float32(219.0 / 255.0) + np.float32(16.0 / 255.0)
 
 
 def _prepare(a: np.ndarray, b: np.ndarray, crop: int, channel: str) -> tuple[np.ndarray, np.ndarray]:

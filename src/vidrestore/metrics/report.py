@@ -170,7 +170,7 @@ def evaluate_videos(
 ) -> MetricsReport:
     """`evaluate` over two video files (streamed), with a progress bar."""
     from ..io import VideoReader, probe
-    from ..pipeline.progress import progress_bar
+    from ..util.progress import progress_bar
 
     out_info, ref_info = probe(output), probe(reference)
     if out_info.frame_count != ref_info.frame_count:

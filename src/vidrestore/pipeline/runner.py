@@ -20,13 +20,13 @@ from ..io.colour import native_format
 from ..io.encode import EncodeSettings, OutputPlan, SegmentEncoder, plan_output
 from ..io.images import write_image
 from ..io.mux import TrackPlan, mux_output, plan_tracks, resolve_output
-from ..io.paths import check_output, config_key, content_hash, output_lock
+from ..io.paths import check_output, config_key, content_hash, fsync_file, output_lock
 from ..io.probe import VideoInfo, probe
 from ..io.reader import Frame, VideoReader
 from ..io.segments import Job, SegmentRecord
-from .prefetch import DEPTH as PREFETCH_DEPTH
-from .prefetch import prefetch
-from .progress import progress_bar
+from ..util.prefetch import DEPTH as PREFETCH_DEPTH
+from ..util.prefetch import prefetch
+from ..util.progress import progress_bar
 from .stage import Stage, apply_stages
 
 log = logging.getLogger(__name__)
@@ -59,14 +59,6 @@ class RestoreResult:
 
 def _disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and getattr(err, "errno", None) in _DISK_FULL
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def run_analyses(
@@ -317,7 +309,7 @@ def _render(job: Job, reader: VideoReader, stages: Sequence[Stage], plan: Output
         packets: list[int] = []
         if enc is not None:
             packets = enc.close()
-            _fsync(job.segment_path(seg_index))
+            fsync_file(job.segment_path(seg_index))
             enc = None
         job.commit(SegmentRecord(seg_index, seg_index * n, len(seg_pts), seg_pts, packets))
         if bar.disable:

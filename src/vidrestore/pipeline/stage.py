@@ -112,6 +112,7 @@ def apply_stages(stages: Iterable[Stage], frames: Iterable[Frame]) -> Iterator[F
 # --- registry ---------------------------------------------------------------------------------
 
 _REGISTRY: dict[str, Callable[..., Stage]] = {}
+_LOADERS: list[Callable[[], None]] = []
 
 
 def register_stage(name: str) -> Callable[[Callable[..., Stage]], Callable[..., Stage]]:
@@ -124,9 +125,16 @@ def register_stage(name: str) -> Callable[[Callable[..., Stage]], Callable[..., 
     return deco
 
 
-def list_stages() -> list[str]:
-    from . import builtin  # noqa: F401 - registers the built-in stages
+def register_stage_loader(load: Callable[[], None]) -> None:
+    """Register a function that imports, and so registers, a family of stages when stages are first
+    looked up (the pipeline itself knows no stage; `vidrestore.restoration` registers its own)."""
+    _LOADERS.append(load)
 
+
+def list_stages() -> list[str]:
+    """Names of the registered stages."""
+    while _LOADERS:
+        _LOADERS.pop(0)()
     return sorted(_REGISTRY)
 
 

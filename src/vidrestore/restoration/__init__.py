@@ -1,5 +1,16 @@
 """Restoration stages (pipeline stages a user runs with `vidrestore restore -s NAME`).
 
 Classical baselines live here: `identity`, `unsharp` (unsharp mask) and `lucky` (lucky-frame
-fusion). Each module registers its stages; `vidrestore.pipeline.builtin` imports them.
+fusion), with `stabilize` and `deflicker`. Each module registers its stages; this package tells the
+pipeline how to load them when stages are first looked up (importing `vidrestore` does that).
 """
+
+from ..pipeline.stage import register_stage_loader
+
+
+def _load_stages() -> None:
+    """Import the modules that register the built-in stages."""
+    from . import deflicker, identity, lucky, stabilize, unsharp  # noqa: F401
+
+
+register_stage_loader(_load_stages)

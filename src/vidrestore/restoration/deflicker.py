@@ -57,6 +57,7 @@ from scipy.ndimage import gaussian_filter1d, median_filter
 
 from ..errors import VidrestoreError
 from ..flow import backward_warp, create_flow, occlusion_mask
+from ..io.colour import luma
 from ..io.paths import content_hash
 from ..io.probe import VideoInfo, probe
 from ..io.reader import Frame, VideoReader
@@ -69,14 +70,9 @@ _STATS_WIDTH = 256
 _CUT_SIZE = (64, 36)
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma on RGB's own 0-1 scale (no video-range offset), so tone curves read on it apply to R, G, B."""
-    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)
-
-
 def _luma_small(rgb: np.ndarray, width: int) -> np.ndarray:
     h, w = rgb.shape[:2]
-    y = _luma(rgb)
+    y = luma(rgb)  # on RGB's own 0-1 scale, so tone curves read on it apply to R, G, B
     if w > width:
         y = cv2.resize(y, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
     return y

@@ -62,7 +62,7 @@ import numpy as np
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
 from ..io.paths import atomic_write_text, check_output, check_output_folder, read_versioned_json
-from ..pipeline.progress import progress_bar
+from ..util.progress import progress_bar
 from .sensor import linear_to_srgb, poisson_gaussian_noise, srgb_to_linear
 from .shake import ShakePlan, ShakeSettings, blur_paths, plan_shake
 from .source import SourceClip, source_clip

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
 from ..io.paths import atomic_write_text, check_output, check_output_folder, read_versioned_json
-from ..pipeline.progress import progress_bar
+from ..util.progress import progress_bar
 from .shake import MAX_ZOOM, ShakeSettings, camera, hand_motion, homographies, residual_at, zoom_needed
 from .source import source_clip
 
