@@ -61,11 +61,11 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
-from ..io.paths import atomic_write_text, check_output, check_output_folder, read_versioned_json
+from ..io.paths import atomic_write_text, read_versioned_json
 from ..util.progress import progress_bar
 from .sensor import linear_to_srgb, poisson_gaussian_noise, srgb_to_linear
 from .shake import ShakePlan, ShakeSettings, blur_paths, plan_shake
-from .source import SourceClip, source_clip
+from .source import SourceClip, output_files, source_clip
 
 LABELS_VERSION = 1
 SYNTH_VERSION = 1  # bump when the same settings would render different frames (caches are keyed on it)
@@ -172,12 +172,7 @@ def synth_handheld(
     """
     t0 = time.perf_counter()
     clip = source_clip(source, start, frames, scale)
-    out = Path(out_dir)
-    check_output_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / v for k, v in FILES.items()}
-    for p in paths.values():
-        check_output(clip.path, p, overwrite)
+    paths = output_files(clip, out_dir, FILES, overwrite)
     if noise is not None and (noise[0] < 0 or noise[1] < 0):
         raise VidrestoreError(f"noise levels must be non-negative, not {noise}")
     blurry_enc = EncodeSettings("h264", crf) if crf is not None else EncodeSettings("ffv1")
@@ -203,5 +198,5 @@ def synth_handheld(
     write_video(paths["gt"], rendered("gt"), clip.fps, EncodeSettings("ffv1"), overwrite=overwrite)
     write_video(paths["blurry"], rendered("blurry"), clip.fps, blurry_enc, overwrite=overwrite)
     atomic_write_text(paths["labels"], json.dumps(labels_dict(plan, clip, noise, crf), indent=1))
-    return HandheldResult(out, paths["blurry"], paths["gt"], paths["labels"], clip.count,
+    return HandheldResult(Path(out_dir), paths["blurry"], paths["gt"], paths["labels"], clip.count,
                           float(plan.sharp.mean()), time.perf_counter() - t0)

@@ -27,10 +27,10 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
-from ..io.paths import atomic_write_text, check_output, check_output_folder, read_versioned_json
+from ..io.paths import atomic_write_text, read_versioned_json
 from ..util.progress import progress_bar
 from .shake import MAX_ZOOM, ShakeSettings, camera, hand_motion, homographies, residual_at, zoom_needed
-from .source import source_clip
+from .source import output_files, source_clip
 
 TRAJECTORY_VERSION = 1
 FILES = {"shaky": "shaky.mkv", "trajectory": "trajectory.json"}
@@ -98,12 +98,7 @@ def synth_shaky(
     """
     t0 = time.perf_counter()
     clip = source_clip(source, start, frames, scale)
-    out = Path(out_dir)
-    check_output_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / v for k, v in FILES.items()}
-    for p in paths.values():
-        check_output(clip.path, p, overwrite)
+    paths = output_files(clip, out_dir, FILES, overwrite)
     h, zoom = shake_homographies(clip.count, float(clip.fps), clip.width, clip.height, shake)
 
     def rendered() -> Iterator[np.ndarray]:
@@ -122,4 +117,4 @@ def synth_shaky(
             "fps": float(clip.fps), "settings": asdict(shake), "zoom": round(zoom, 4),
             "homographies": h.tolist()}
     atomic_write_text(paths["trajectory"], json.dumps(data))
-    return ShakyResult(out, paths["shaky"], paths["trajectory"], clip.count, zoom, time.perf_counter() - t0)
+    return ShakyResult(Path(out_dir), paths["shaky"], paths["trajectory"], clip.count, zoom, time.perf_counter() - t0)

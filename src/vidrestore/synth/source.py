@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import VideoReader, probe
+from ..io.paths import check_output, check_output_folder
 
 
 def _even(x: float) -> int:
@@ -63,3 +64,15 @@ def source_clip(path: str | os.PathLike, start: int = 0, frames: int | None = No
         raise VidrestoreError(f"frame count must be at least 1, not {frames}", p)
     width, height = (info.width, info.height) if scale == 1 else (_even(info.width * scale), _even(info.height * scale))
     return SourceClip(p, start, count, scale, width, height, info.fps or Fraction(25))
+
+
+def output_files(clip: SourceClip, out_dir: str | os.PathLike, files: dict[str, str], overwrite: bool) -> dict[str, Path]:
+    """Check and create a synth command's output folder; the paths of its `files` (key -> file name),
+    each checked like any output (never the source; an existing one only with `overwrite`)."""
+    out = Path(out_dir)
+    check_output_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / v for k, v in files.items()}
+    for p in paths.values():
+        check_output(clip.path, p, overwrite)
+    return paths
