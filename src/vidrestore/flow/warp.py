@@ -69,7 +69,7 @@ def occlusion_mask(flow_ab: np.ndarray, flow_ba: np.ndarray, slope: float = 0.8)
     """Soft visibility mask 1 - min(1, slope * round-trip error): 1 visible, 0 occluded or out of view.
 
     The form of the SelfHVD authors' label code (slope 0.8 per pixel of round-trip error, applied
-    at the flow's working resolution); see docs/selfhvd-method.md section 7.3.
+    at the flow's working resolution).
     """
     err = fb_consistency_error(flow_ab, flow_ba)
     return (1.0 - np.minimum(1.0, slope * err)).astype(np.float32)

@@ -8,11 +8,9 @@ touched goes back to the same code values (4:4:4 and RGB) or to within chroma-re
 
 Chroma resampling: up with bicubic interpolation (centre-sited); down with area averaging plus one
 back-projection step against that upsampler (iterative back-projection, Irani & Peleg 1991), so
-that encoding undoes decoding: a decode/encode round trip of 4:2:0 stays above 57 dB RGB PSNR on
-real photographs and about 50 dB on saturated synthetic colour edges. Nearest-neighbour chroma
-would round-trip exactly but hands blocky colour edges to every stage. Everything runs through
-OpenCV's vectorised kernels: at 720p a decode conversion costs about 3 ms and an encode about
-6 ms on the 2-core machine.
+that encoding undoes decoding (the README's "Measured design choices" gives the figures).
+Nearest-neighbour chroma would round-trip exactly but hands blocky colour edges to every stage.
+Everything runs through OpenCV's vectorised kernels.
 
 References: ITU-R BT.601-7, BT.709-6, BT.2020-2 (luma coefficients); ITU-T H.273 (code-value
 ranges for limited and full range at n bits).
@@ -311,7 +309,7 @@ def rgb_to_planes(rgb: np.ndarray, layout: PixelLayout, colour: Colour) -> list[
     else:
         target = cv2.transform(cv2.resize(rgb, (cw, ch), interpolation=cv2.INTER_AREA), to_code[1:])
         # One back-projection step: correct the area average by what the decoder's bicubic
-        # upsampling of it would lose, so decode(encode(x)) ~ x (+6 to 8 dB on sharp colour edges).
+        # upsampling of it would lose, so decode(encode(x)) ~ x.
         up = cv2.resize(target, (w, h), interpolation=cv2.INTER_CUBIC)
         chroma = 2.0 * target - cv2.resize(up, (cw, ch), interpolation=cv2.INTER_AREA)
     cb, cr = cv2.split(chroma)

@@ -17,17 +17,14 @@ factor is WeightingDeblurer's photometric agreement, computed on Gaussian-blurre
 the blur difference itself does not count as disagreement. The output is
 (x_i + sum_j w_j x_j->i) / (1 + sum_j w_j); the sharpest frame of its window stays unchanged.
 
-Two departures from WeightingDeblurer, both measured on synthetic handheld clips
-(`vidrestore synth handheld`, PSNR against ground truth): it weights by the plain ratio
-s_j / s_i, but a neighbour only as sharp as the frame brings nothing except its misalignment
-(with the plain ratio, sharp frames lost 10-20 dB to equally sharp neighbours); and sharpness
-at full resolution also counts pixel-level texture and noise that warping cannot carry over,
-so lightly blurred frames were over-fused (half resolution: +1.7 dB instead of +0.0 dB on
-blurry frames of a noisy texture, similar elsewhere).
+Two departures from WeightingDeblurer, both chosen by measurement on synthetic handheld clips
+(the README's "Measured design choices" gives the figures): it weights by the plain ratio
+s_j / s_i, but a neighbour only as sharp as the frame brings nothing except its misalignment,
+hence s_j / s_i - 1; and sharpness at full resolution also counts pixel-level texture and noise
+that warping cannot carry over, hence half resolution.
 
 Fusion helps only where neighbours can be aligned: on a clip whose consecutive frames differ
-more than the blur does (the Set8 GoPro clip: flow-warped sharp neighbours reach 22.5 dB against
-each other), it lost 0.4 dB on blurry frames; the default benchmark suite leaves that clip out.
+more than the blur does it loses on blurry frames; the default benchmark suite leaves such a clip out.
 """
 
 from __future__ import annotations

@@ -52,9 +52,8 @@ class ShakeSettings:
         ois_strength: share of the in-stroke hand rotation the stabilizer cancels (0-1).
         sharp_share: requested share of sharp frames; the OIS stroke is calibrated to reach it.
         blur_strength: scale of the hand motion (1 = brisk handheld walking).
-        sharp_threshold_px: blur extent (output pixels) under which a frame is labelled sharp;
-            0.4 px keeps sharp frames within 40 dB PSNR of the ground truth even on dense
-            texture (at 0.75 px a frame of letter blocks at 640x360 fell to 32 dB).
+        sharp_threshold_px: blur extent (output pixels) under which a frame is labelled sharp
+            (the README's "Measured design choices" says why 0.4 px).
         hfov_deg: horizontal field of view of the camera (a phone main camera: about 70 degrees).
         samples_per_frame: trajectory samples per frame interval (at least 16).
         seed: random seed; the same seed and settings give the same trajectory.
