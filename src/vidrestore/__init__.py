@@ -10,7 +10,7 @@ The Python API the `vidrestore` command is a thin shell over::
 """
 
 from .errors import VidrestoreError
-from .io import CODECS, EncodeSettings, Frame, VideoInfo, VideoReader, describe, open_video, probe, read_frames, write_video
+from .io import CODECS, EncodeSettings, Frame, VideoInfo, VideoReader, describe, probe, read_frames, write_video
 from .pipeline import RestoreResult, Stage, Window, create_stage, list_stages, register_stage, restore
 from . import restoration  # noqa: F401 - makes the built-in stages available by name
 
@@ -29,7 +29,6 @@ __all__ = [
     "create_stage",
     "describe",
     "list_stages",
-    "open_video",
     "probe",
     "read_frames",
     "register_stage",

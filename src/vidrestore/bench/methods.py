@@ -4,11 +4,12 @@ A method is a function that reads `call.input` (the degraded clip) and writes `c
 lossless .mkv the harness then scores), given the suite's options for it. Adding one is one
 registration, in its own module, imported from `vidrestore.bench.builtin`::
 
-    @register_method("selfhvd-full", description="SelfHVD stages 1+2, trained on the clip", trains=True)
-    def _selfhvd_full(call: MethodCall) -> None:
-        model = train_on(call.input, work_dir=call.work_dir, **call.options)   # hypothetical
-        call.timings["train_s"] = ...                                          # optional breakdown
-        restore(call.input, call.output, [SelfHVDStage(model)], EncodeSettings("ffv1"), work_dir=call.work_dir)
+    @register_method("unsharp-strong", description="unsharp mask, amount 1.5")
+    def _unsharp_strong(call: MethodCall) -> None:
+        restore(call.input, call.output, [build_stage("unsharp", amount=1.5)], EncodeSettings("ffv1"),
+                work_dir=call.work_dir)
+
+`vidrestore.bench.selfhvd` registers the methods that train on the clip.
 
 `trains=True` marks methods that learn from the clip first: the harness's wall time per method
 covers everything the function does, training included, and the tables flag those methods.

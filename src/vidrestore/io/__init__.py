@@ -2,7 +2,7 @@
 
 from .encode import CODECS, EncodeSettings
 from .probe import VideoInfo, describe, probe
-from .reader import Frame, VideoReader, open_video, read_frames
+from .reader import Frame, VideoReader, read_frames
 from .writer import write_video
 
-__all__ = ["CODECS", "EncodeSettings", "Frame", "VideoInfo", "VideoReader", "describe", "open_video", "probe", "read_frames", "write_video"]
+__all__ = ["CODECS", "EncodeSettings", "Frame", "VideoInfo", "VideoReader", "describe", "probe", "read_frames", "write_video"]

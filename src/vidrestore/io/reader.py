@@ -69,9 +69,9 @@ class VideoReader:
     """Decode a video file or image folder frame by frame, in bounded memory.
 
     Example:
-        >>> with VideoReader("clip.mp4") as reader:          # doctest: +SKIP
-        ...     for frame in reader.frames():
-        ...         print(frame.index, frame.time, frame.rgb.shape)
+        >>> reader = VideoReader("clip.mp4")                 # doctest: +SKIP
+        >>> for frame in reader.frames():                    # doctest: +SKIP
+        ...     print(frame.index, frame.time, frame.rgb.shape)
     """
 
     def __init__(self, path: str | os.PathLike, info: VideoInfo | None = None):
@@ -85,12 +85,6 @@ class VideoReader:
                 "%s: colour matrix is not tagged; assuming %s (as players do for %dx%d)",
                 self.path, self.colour.matrix.upper(), self.info.width, self.info.height,
             )
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
         """Yield frames `start`..`stop`-1 (display order); those before `start` are decoded, not converted."""
@@ -171,11 +165,6 @@ class VideoReader:
                     f"image is {img.shape[1]}x{img.shape[0]} but the sequence starts at {self.info.width}x{self.info.height}", f
                 )
             yield Frame(index, index, tb, image_to_rgb(img))
-
-
-def open_video(path: str | os.PathLike) -> VideoReader:
-    """Open a video file or image folder for streaming decode (see :class:`VideoReader`)."""
-    return VideoReader(path)
 
 
 def read_frames(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
