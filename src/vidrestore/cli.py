@@ -83,7 +83,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("-o", "--output", required=True, type=Path, help="output video file, or a folder for a PNG sequence")
     p.add_argument("--codec", help=f"output codec: {', '.join(CODECS)} (default h264, or AV1 in .webm)")
-    p.add_argument("--crf", type=int, help="quality for h264/hevc/av1 (lower is better; defaults 18/20/30)")
+    lossy = {name: spec for name, spec in CODECS.items() if spec.crf is not None}
+    p.add_argument("--crf", type=int, help=f"quality for {'/'.join(lossy)} (lower is better; defaults "
+                                          f"{'/'.join(str(spec.crf) for spec in lossy.values())})")
     p.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow; av1: 0-13)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--work-dir", type=Path, help="where resumable work is kept (default ~/.cache/vidrestore)")
