@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from conftest import decoded_times, psnr, run_cli, stream_packets
 from vidrestore.errors import VidrestoreError
+from vidrestore.flow import backward_warp
 from vidrestore.io import EncodeSettings, probe, read_frames
 from vidrestore.models.checkpoint import read_checkpoint_info
 from vidrestore.selfhvd import analyze_video
 from vidrestore.selfhvd import train as train_mod
 from vidrestore.selfhvd.deblur import deblur, trained_model
-from vidrestore.selfhvd.sampling import Sampler
+from vidrestore.selfhvd.sampling import Batch, Sampler
 from vidrestore.selfhvd.train import Budget, TrainSettings, sis, train
 from vidrestore.synth.handheld import load_labels, synth_handheld
 from vidrestore.synth.shake import ShakeSettings
@@ -63,16 +67,34 @@ def test_rscr_replaces_sharp_frames_by_blurry_neighbours(analysed):
     assert batch.label.shape == (4, 1, 3, 64, 64) and batch.mask.shape == (4, 1, 1, 64, 64)
     assert batch.clean is not None and batch.clean_prior.shape == batch.prior.shape
 
+    # RSCR degrades the input only: the label and mask stay those of the original centre frame
+    box = (16, 80, 32, 96)
+    s._box = lambda a: box
+    degraded = 0
+    for _ in range(12):
+        x = s.sample(rscr_prob=1.0)
+        clean = x["clean"] if x["clean"] is not None else x["inputs"]
+        (centre,) = [j for j in range(analysed.count) if np.array_equal(clean[2], analysed.frame(j, box))]
+        label, mask = analysed.label(centre, box)
+        assert np.array_equal(x["label"][0], label) and np.array_equal(x["mask"][0, 0], mask)
+        degraded += x["clean"] is not None and not np.array_equal(x["inputs"], x["clean"])
+    assert degraded > 0
+
 
 def test_ren_samples_blur_sharp_frames_and_label_them_with_themselves(analysed):
     from vidrestore.metrics.blur import laplacian_variance
 
     s = Sampler([analysed], 2, True, "centre", 96, "ren", np.random.default_rng(1))
+    box = (0, 96, 16, 112)
+    s._box = lambda a: box
+    sharp = np.flatnonzero(analysed.selection.sharp)
     for _ in range(4):
         x = s.sample()
         assert x["mask"].min() == 1  # centres are sharp frames
         assert laplacian_variance(x["inputs"][2]) < laplacian_variance(x["label"][0])
-        assert np.array_equal(x["label"][0], x["clean"][2] if x["clean"] is not None else x["label"][0])
+        # the label is a sharp frame exactly as stored, and the input its synthetically blurred copy
+        assert any(np.array_equal(x["label"][0], analysed.frame(int(j), box)) for j in sharp)
+        assert not np.array_equal(x["inputs"][2], x["label"][0])
 
 
 def test_sis_picks_the_sharp_label_only_when_it_is_sharper_and_not_distorted():
@@ -243,3 +265,35 @@ def test_damaged_cached_model_is_trained_again(analysed, tmp_path, caplog, damag
     assert "damaged cache entry discarded" in caplog.text and info["steps"] == 2
     for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+class _Bits:
+    """A stand-in generator whose `integers` draws the given flips."""
+
+    def __init__(self, bits):
+        self.bits = bits
+
+    def integers(self, low, high, size):
+        return np.array(self.bits)
+
+
+@pytest.mark.parametrize("bits", list(itertools.product([0, 1], repeat=3)), ids=lambda b: "hflip%d-vflip%d-transpose%d" % b)
+def test_flow_augmentation_keeps_flows_consistent_with_the_frames(bits):
+    """After any flip or transpose, each flow still carries the (flipped) later frame onto the earlier one."""
+    h, w = 48, 64
+    later = cv2.GaussianBlur(np.random.default_rng(3).random((h, w, 3), dtype=np.float32), (0, 0), 2.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    flow = np.stack([2.0 + 0.02 * xx, -1.5 + 0.03 * yy], axis=-1)  # neither symmetric nor constant
+    earlier, _ = backward_warp(later, flow)
+    chw = lambda x: np.moveaxis(x, -1, 0)[None, None]  # noqa: E731 - (h, w, c) -> (1, 1, c, h, w)
+    batch = Batch(np.concatenate([chw(earlier), chw(later)], axis=1), None, chw(flow), None, None, None,
+                  chw(earlier), np.ones((1, 1, 1, h, w), np.float32), np.ones((1, 1), np.float32))
+    t = train_mod._tensors(batch, torch.device("cpu"), _Bits(bits))
+    hwc = lambda x: np.ascontiguousarray(np.moveaxis(x.numpy(), 0, -1))  # noqa: E731
+    a, b, f = hwc(t["inputs"][0, 0]), hwc(t["inputs"][0, 1]), hwc(t["next_flow"][0, 0])
+    warped, valid = backward_warp(b, f)
+    inner = np.zeros(valid.shape, bool)
+    inner[4:-4, 4:-4] = True
+    inner &= valid > 0
+    assert inner.sum() > 0.5 * inner.size
+    assert np.abs(warped - a)[inner].max() < 1e-4

@@ -113,6 +113,20 @@ def test_part_scale_noise_and_crf(sharp_video, tmp_path):
     assert (labels["start"], labels["frame_count"], labels["noise"], labels["crf"]) == (10, 8, {"shot": 0.004, "read": 0.003}, 23)
 
 
+def test_noise_is_added_to_the_blurry_clip_only(sharp_video, tmp_path):
+    """--noise changes blurry.mkv by zero-mean noise of about the requested strength; gt.mkv is untouched."""
+    args = dict(start=10, frames=6, scale=0.5, progress=False)
+    clean = synth_handheld(sharp_video, tmp_path / "clean", ShakeSettings(seed=2), **args)
+    noisy = synth_handheld(sharp_video, tmp_path / "noisy", ShakeSettings(seed=2), noise=(0.004, 0.003), **args)
+    for a, b in zip(read_frames(clean.gt), read_frames(noisy.gt), strict=True):
+        assert np.array_equal(a.rgb, b.rgb)
+    residual = np.stack([b.rgb - a.rgb for a, b in zip(read_frames(clean.blurry), read_frames(noisy.blurry), strict=True)])
+    assert 0.005 < residual.std() < 0.1 and abs(residual.mean()) < 0.1 * residual.std()
+    weaker = synth_handheld(sharp_video, tmp_path / "weaker", ShakeSettings(seed=2), noise=(0.001, 0.001), **args)
+    weak = np.stack([b.rgb - a.rgb for a, b in zip(read_frames(clean.blurry), read_frames(weaker.blurry), strict=True)])
+    assert weak.std() < 0.7 * residual.std()
+
+
 def test_cli_writes_clip_and_refuses_to_overwrite(sharp_video, tmp_path):
     out = tmp_path / "cli"
     r = run_cli("synth", "handheld", sharp_video, "-o", out, "--frames", "6", "--seed", "5", "-q")
