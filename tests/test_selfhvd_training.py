@@ -297,3 +297,30 @@ def test_flow_augmentation_keeps_flows_consistent_with_the_frames(bits):
     inner &= valid > 0
     assert inner.sum() > 0.5 * inner.size
     assert np.abs(warped - a)[inner].max() < 1e-4
+
+
+def test_sevd_uses_a_stopped_gradient_and_scscm_a_frozen_anchor(analysed, tmp_path, monkeypatch):
+    """Stage 2: SIS sees the model's own output without gradient (sg(D(B))), and the SCSCM anchor
+    (the model as stage 1 left it) does not change while the model keeps learning."""
+    own_grads, states = [], []
+    real_sis, real_save = train_mod.sis, train_mod._save_state
+
+    def spy_sis(label, mask, coverage, own, min_coverage):
+        own_grads.append(own.requires_grad)
+        return real_sis(label, mask, coverage, own, min_coverage)
+
+    def spy_save(path, state):
+        states.append({k: {n: t.clone() for n, t in v.items()} for k, v in state.items() if k in ("model", "anchor") and v})
+        real_save(path, state)
+
+    monkeypatch.setattr(train_mod, "sis", spy_sis)
+    monkeypatch.setattr(train_mod, "_save_state", spy_save)
+    monkeypatch.setattr(train_mod, "CHECKPOINT_S", 0.0)
+    settings = TrainSettings(**TINY, stage1_share=0.5)
+    _, info = train([analysed], settings, Budget(steps=6), state_dir=tmp_path, progress=False)
+    assert info["stage1_steps"] == 3 and own_grads == [False] * 3
+    with_anchor = [s for s in states if "anchor" in s]
+    first, last = with_anchor[0], with_anchor[-1]
+    assert all(torch.equal(first["anchor"][n], last["anchor"][n]) for n in first["anchor"])
+    assert not all(torch.equal(first["model"][n], last["model"][n]) for n in first["model"])
+    assert all(torch.equal(first["anchor"][n], first["model"][n]) for n in first["anchor"])  # taken from the model
