@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def _files(folder: Path) -> list[Path]:
+    """The entry's files (hidden ones, such as the marker, left out)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 

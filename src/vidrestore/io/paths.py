@@ -65,6 +65,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _as_list(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """One path or several, as a list of paths."""
     if isinstance(inputs, (str, os.PathLike)):
         return [Path(inputs)]
     return [Path(i) for i in inputs]

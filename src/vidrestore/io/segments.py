@@ -73,6 +73,7 @@ class Job:
                 return
 
     def _record(self, index: int) -> SegmentRecord:
+        """The record of committed segment `index` (raises on a missing or damaged one)."""
         return SegmentRecord(**json.loads(self.segment_path(index, ".json").read_text()))
 
     @property

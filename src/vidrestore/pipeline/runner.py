@@ -172,6 +172,7 @@ def memory_needed(info: VideoInfo, stages: Sequence[Stage]) -> int:
 
 
 def _size(n: int) -> str:
+    """Bytes in words: MB, or GB from a gigabyte on."""
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
