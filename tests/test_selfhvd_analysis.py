@@ -166,7 +166,7 @@ def test_damaged_analysis_is_discarded_and_built_again(clip_factory, tmp_path, c
     else:
         target.write_text("{garbage")
     again = analyze_video(src, work_dir=tmp_path, progress=False)
-    assert "damaged cache entry discarded" in caplog.text
+    assert "cache entry damaged or of another version: discarded" in caplog.text
     assert np.array_equal(again.selection.sharpness, sharpness) and np.array_equal(np.array(again.frames), frames)
 
 

@@ -30,7 +30,8 @@ def cache_ready(folder: Path, version: int | str) -> bool:
 
     A folder without a marker is unfinished (maybe resumable) and left as it is. One whose marker
     is unreadable, of another version, or whose files changed, vanished or were truncated is
-    damaged: it is removed, with one warning line naming it, so the caller builds it again.
+    damaged (or of an older vidrestore): it is removed, with one warning line naming it, so the
+    caller builds it again.
     """
     marker = folder / MARKER
     if not marker.exists():
@@ -41,6 +42,6 @@ def cache_ready(folder: Path, version: int | str) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         ok = False
     if not ok:
-        log.warning("%s: damaged cache entry discarded; building it again", folder)
+        log.warning("%s: cache entry damaged or of another version: discarded, building it again", folder)
         shutil.rmtree(folder, ignore_errors=True)
     return ok
