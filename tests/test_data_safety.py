@@ -204,34 +204,39 @@ def test_tiny_frames_work_or_say_the_minimum_size(tiny, tmp_path, command):
 
 # --- defect 9: two different runs to the same output --------------------------------------------------------------
 
-SLOW = """
-import sys, time
+HELD = """
+import os, sys, time
 from vidrestore import EncodeSettings, Stage, restore
 
-class Slow(Stage):
-    name = "slow"
+class Held(Stage):
+    name = "held"
     def process(self, window):
-        time.sleep(0.1)
+        deadline = time.time() + 120
+        while window.index == 4 and not os.path.exists(sys.argv[3]) and time.time() < deadline:
+            time.sleep(0.02)  # hold the output until the test says so
         return window.frame.rgb
 
-restore(sys.argv[1], sys.argv[2], [Slow()], EncodeSettings("ffv1"), segment_frames=2, progress=False)
+restore(sys.argv[1], sys.argv[2], [Held()], EncodeSettings("ffv1"), segment_frames=2, progress=False)
 """
 
 
 def test_second_run_to_an_output_being_written_refuses(clip_factory, tmp_path):
-    src, _, _ = clip_factory("slow30.mkv", frames=30)
-    script = tmp_path / "slow.py"
-    script.write_text(SLOW)
+    src, _, _ = clip_factory("held12.mkv", frames=12)
+    script = tmp_path / "held.py"
+    script.write_text(HELD)
+    release = tmp_path / "release"
     work = tmp_path / "work"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), VIDRESTORE_WORK_DIR=str(work))
     out = tmp_path / "out.mkv"
-    first = subprocess.Popen([sys.executable, str(script), str(src), str(out)], env=env, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([sys.executable, str(script), str(src), str(out), str(release)], env=env,
+                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and first.poll() is None and not list(work.glob("jobs/*/seg_00000.json")):
+    while time.time() < deadline and first.poll() is None and not list(work.glob("jobs/*/seg_00001.json")):
         time.sleep(0.05)
-    assert first.poll() is None, "the first run ended before the second started"
+    assert first.poll() is None, first.stderr.read()  # the first run holds the output, waiting at frame 4
     second = subprocess.run([sys.executable, "-m", "vidrestore", "restore", str(src), "-o", str(out), "--codec", "ffv1",
                              "-s", "unsharp"], env=env, capture_output=True, text=True, timeout=120)
+    release.touch()
     assert first.wait(timeout=120) == 0, first.stderr.read()
     one_line_error(second, str(out), "another vidrestore run is writing this output")
     reference = tmp_path / "reference.mkv"  # what the first run writes, not the second's sharpened frames
