@@ -458,13 +458,15 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "metrics", "compare a restored video with its reference: PSNR/SSIM (RGB, Y), LPIPS, drift, warping error, blur", [
         "vidrestore metrics restored.mkv clips/walk/gt.mkv --labels clips/walk/labels.json --crop 8",
         "vidrestore metrics restored.mkv gt.mkv --csv frames.csv --json summary.json --lpips lpips_alex.pth",
-        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur only",
+        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur, sharp-frame agreement",
         "vidrestore metrics steady.mp4 shaky.mp4 --stabilization  # stability, jitter, crop, distortion, ITF",
         "vidrestore metrics deflickered.mp4 film.mp4 --flicker    # frame-mean luminance flicker above 1 Hz",
     ])
     p.add_argument("output", type=Path, help="the video to judge")
     p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
-    p.add_argument("--no-gt", action="store_true", help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS")
+    p.add_argument("--no-gt", action="store_true",
+                   help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS; instead sharp-frame "
+                        "agreement (PSNR-Y of input and output against the input's nearest sharp frame warped onto them)")
     p.add_argument("--labels", type=Path, help="labels.json from `vidrestore synth handheld`: also average over sharp and blurry frames")
     p.add_argument("--crop", type=int, default=0, help="border pixels left out of PSNR/SSIM (default 0)")
     p.add_argument("--lpips", type=Path, nargs="+", metavar="WEIGHTS",
@@ -494,8 +496,13 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
             from .synth.handheld import load_labels
 
             labels = [f["sharp"] for f in load_labels(args.labels)["frames"]]
+        sharp = None
+        if args.no_gt:
+            from .selfhvd.selection import select_video
+
+            sharp = select_video(args.reference, progress=not args.quiet).sharp
         report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
-                                 lpips=lpips, progress=not args.quiet)
+                                 lpips=lpips, sharp=sharp, progress=not args.quiet)
         if args.csv:
             report.write_csv(args.csv)
         if args.json:
