@@ -47,8 +47,21 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
     return json.loads(meta[META_KEY])
 
 
+AUTHORS_SUFFIXES = (".pth", ".pt")  # mmediting BasicVSR++ checkpoints (the SelfHVD authors' release)
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model stored in `path`; returns (model in eval mode, its stored info)."""
+    """Rebuild the model stored in `path`; returns (model in eval mode, its stored info).
+
+    A .pth/.pt file is read as an mmediting BasicVSR++ checkpoint (`basicvsrpp.load_mmedit_checkpoint`).
+    """
+    if Path(path).suffix in AUTHORS_SUFFIXES:
+        from .basicvsrpp import load_mmedit_checkpoint
+
+        if not Path(path).is_file():
+            raise VidrestoreError("model file not found", path)
+        model, info = load_mmedit_checkpoint(path)
+        return model.to(device), info
     info = read_checkpoint_info(path)
     model = create_model(info["model"], **info["config"])
     try:
