@@ -128,19 +128,37 @@ def test_every_model_trains_with_every_stage(analysed):
         assert info["stage1_steps"] == 2 and np.isfinite(info["loss"])
 
 
-def test_deblur_trains_on_the_video_and_keeps_sharp_frames(shaky, work, tmp_path):
+def test_deblur_trains_on_the_video_and_keeps_sharp_frames(shaky, work, analysed, tmp_path):
     out = tmp_path / "out.mkv"
     report = deblur(shaky.blurry, out, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
                     work_dir=work, progress=False)
     assert report.training["steps"] == 6 and report.fallback is None
     assert decoded_times(out) == decoded_times(shaky.blurry)
-    labels = [f["sharp"] for f in load_labels(shaky.dir)["frames"]]
-    for f_in, f_out, sharp in zip(read_frames(shaky.blurry), read_frames(out), labels):
+    selected = analysed.selection.sharp
+    assert 0 < selected.sum() < len(selected)
+    changed = []
+    for f_in, f_out, sharp in zip(read_frames(shaky.blurry), read_frames(out), selected):
         if sharp:
-            assert psnr(f_out.rgb, f_in.rgb) > 40  # sharp frames are left (almost) alone
+            assert np.array_equal(f_out.rgb, f_in.rgb)  # frames selected as sharp are kept as they are
+        else:
+            changed.append(not np.array_equal(f_out.rgb, f_in.rgb))
+    assert all(changed)
     again = deblur(shaky.blurry, out, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
                    work_dir=work, overwrite=True, progress=False)
     assert again.training == report.training  # the trained model was reused, not trained again
+    fresh = tmp_path / "fresh.mkv"
+    deblur(shaky.blurry, fresh, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
+           work_dir=tmp_path / "other-work", progress=False)
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(read_frames(out), read_frames(fresh)))  # a step budget reproduces
+
+
+def test_default_budgets_are_steps_and_the_help_says_so():
+    from vidrestore.selfhvd.deblur import DEFAULT_BUDGET
+    from vidrestore.selfhvd.demo import DEMO_BUDGET
+
+    assert DEFAULT_BUDGET.steps and DEFAULT_BUDGET.minutes is None and DEMO_BUDGET.steps and DEMO_BUDGET.minutes is None
+    assert f"default {DEFAULT_BUDGET}" in " ".join(run_cli("deblur", "--help").stdout.split())
+    assert f"default {DEMO_BUDGET}" in " ".join(run_cli("demo", "--help").stdout.split())
 
 
 def test_video_without_sharp_frames_falls_back_with_a_note(clip_factory, tmp_path, caplog):

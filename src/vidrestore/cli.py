@@ -187,13 +187,16 @@ def _train_settings(args: argparse.Namespace):
 @_subcommand
 def _deblur_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "deblur", "deblur a handheld video by training on its own sharp frames (SelfHVD), or with a trained model", [
-        "vidrestore deblur shaky.mp4 -o sharp.mp4                      # train on the video itself (about 5 min), then deblur",
-        "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4                      # train on the video itself (300 steps), then deblur",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 1000        # more training steps",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m         # as many steps as 10 minutes allow (varies with load)",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --model phone.safetensors --adapt 200",
         "(audio, subtitles, timestamps and colour are kept; an interrupted run resumes when run again)",
     ])
     p.add_argument("input", type=Path, help="the blurry video")
-    p.add_argument("--budget", default="5m", help="training budget: minutes (5m), seconds (90s), hours (1h) or steps (800); default 5m")
+    p.add_argument("--budget", help="training budget: steps (800; default 300 steps: the same output on any machine, idle or "
+                                    "busy) or a time (5m, 90s, 1h: as many steps as fit, so the output depends on the machine "
+                                    "and its load)")
     p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch")
     p.add_argument("--adapt", type=int, default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
     p.add_argument("--tile", type=int, default=512, help="inference tile size in pixels (0: whole frames; default 512)")
@@ -202,12 +205,13 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .selfhvd.deblur import deblur
+        from .selfhvd.deblur import DEFAULT_BUDGET, deblur
         from .selfhvd.train import Budget
 
         if args.adapt and args.model is None:
             raise VidrestoreError("--adapt needs --model (without a model, deblur trains on the input anyway)")
-        report = deblur(args.input, args.output, model=args.model, adapt_steps=args.adapt, budget=Budget.parse(args.budget),
+        report = deblur(args.input, args.output, model=args.model, adapt_steps=args.adapt,
+                        budget=Budget.parse(args.budget) if args.budget else DEFAULT_BUDGET,
                         settings=_train_settings(args), analysis=_analysis_settings(args), encode=_encode_settings(args),
                         device=args.device, tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir,
                         segment_frames=args.segment_frames, progress=not args.quiet)
@@ -256,7 +260,8 @@ def _demo_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore demo -o /tmp/demo --budget 5m --device cuda",
     ])
     p.add_argument("-o", "--output", type=Path, default=Path("vidrestore-demo"), help="folder for the videos (default vidrestore-demo)")
-    p.add_argument("--budget", default="1.5m", help="training budget (default 1.5m)")
+    p.add_argument("--budget", help="training budget: steps or a time as for deblur (default 150 steps: the same result on "
+                                    "any machine)")
     p.add_argument("--seed", type=int, default=0, help="seed of the camera shake (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo in the folder")
     p.add_argument("--work-dir", type=Path, help="where analyses and training state are kept (default ~/.cache/vidrestore)")
@@ -264,10 +269,10 @@ def _demo_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .selfhvd.demo import run_demo
+        from .selfhvd.demo import DEMO_BUDGET, run_demo
         from .selfhvd.train import Budget
 
-        r = run_demo(args.output, budget=Budget.parse(args.budget), device=args.device, seed=args.seed,
+        r = run_demo(args.output, budget=Budget.parse(args.budget) if args.budget else DEMO_BUDGET, device=args.device, seed=args.seed,
                      overwrite=args.overwrite, work_dir=args.work_dir, progress=not args.quiet)
         print(f"SelfHVD demo: {r.frames} frames, {r.sharp_frames} sharp; trained on the clip itself, {r.seconds:.0f} s in all")
         print(f"PSNR-Y against ground truth, all frames:    input {r.psnr_input:.2f} dB -> output {r.psnr_output:.2f} dB "
