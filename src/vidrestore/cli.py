@@ -503,9 +503,9 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
             labels = [f["sharp"] for f in load_labels(args.labels)["frames"]]
         sharp = None
         if args.no_gt:
-            from .selfhvd.selection import select_video
+            from .selfhvd.report import sharpness_timeline
 
-            sharp = select_video(args.reference, progress=not args.quiet).sharp
+            sharp = sharpness_timeline(args.reference, progress=not args.quiet).sharp
         report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
                                  lpips=lpips, sharp=sharp, progress=not args.quiet)
         if args.csv:

@@ -42,16 +42,13 @@ figures in the README):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 from skimage.filters import threshold_otsu
 
 from ..errors import VidrestoreError
-from ..io import VideoReader, probe
 from ..metrics.blur import laplacian_variance
-from ..pipeline.progress import progress_bar
 from .relative_sharpness import RelativeSharpness
 
 MEASURES = ("relative", "laplacian")
@@ -235,19 +232,3 @@ def select_sharp(sharpness: np.ndarray, block: int = DEFAULT_BLOCK, min_ratio: f
     params = {"block": block, "min_ratio": min_ratio, "max_spread": max_spread}
     return Selection(v.astype(np.float32), sharp, block, thresholds, standing, params)
 
-
-def select_video(path: str | os.PathLike, measure: str = "laplacian", progress: bool = True) -> Selection:
-    """The default selection on a video file, from one streaming pass (no flows, unlike a full analysis).
-
-    What `vidrestore metrics --no-gt` uses to know which frames of the input are sharp.
-    """
-    info = probe(path)
-    meter = SharpnessMeter(measure)
-    bar = progress_bar(info.frame_count, "sharpness", progress)
-    try:
-        for f in VideoReader(path, info).frames():
-            meter.add(f.rgb)
-            bar.update(1)
-    finally:
-        bar.close()
-    return select_sharp(meter.values())
