@@ -3,12 +3,14 @@
     vidrestore bench benchmarks/suites/selfhvd-real.toml -o bench-results/selfhvd-real --keep-videos
     python benchmarks/hvd_compare.py bench-results/selfhvd-real [--data ../shared/data]
 
-For each HVD clip (`real_blur/hvd00N_input.mp4`, no ground truth) it scores the input, our
-output (`videos/hvd00N/SelfHVD (full).mkv` from the bench run) and the authors' output
-(`real_blur/hvd00N_selfhvd_output.mp4`) with the same no-reference metrics against the input:
-blur effect (Crete et al.; lower is sharper), Laplacian variance (higher is sharper), drift
-(median flow of output vs input, px) and warping-error excess over the input. It writes a PNG
-per clip: the same crop of one frame from the input, our output and theirs, side by side.
+For each HVD clip (`real_blur/hvd00N_input.mp4`, no ground truth) it scores the input, the bench
+run's outputs (`videos/hvd00N/*.mkv`: unsharp mask, lucky-frame fusion, SelfHVD) and the authors'
+output (`real_blur/hvd00N_selfhvd_output.mp4`) with the same metrics against the input: blur
+effect (Crete et al.; lower is sharper), Laplacian variance (higher is sharper), sharp-frame
+agreement (PSNR-Y against the input's nearest selected sharp frame warped onto the frame, on
+blurry frames, output minus input; > 0: closer to the video's own sharp frames), drift (median
+flow of output vs input, px) and warping-error excess over the input. It writes a PNG per clip:
+the same crop of one frame from the input, our output and theirs, side by side.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from vidrestore.io import read_frames
 from vidrestore.metrics.report import evaluate_videos
+from vidrestore.selfhvd.report import sharpness_timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD = "SelfHVD (full)"
@@ -45,18 +48,22 @@ def main() -> None:
     ap.add_argument("results", type=Path, help="the bench results folder of selfhvd-real.toml (run with --keep-videos)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = ap.parse_args()
-    print("| clip | video | blur effect | Laplacian var | drift px vs input | warp excess x1e3 |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| clip | video | blur effect | Laplacian var | sharp-frame agreement dB (gain) | drift px vs input | "
+          "warp excess x1e3 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for clip in ("hvd002", "hvd004"):
         source = args.data / "real_blur" / f"{clip}_input.mp4"
-        videos = {"input": source, "vidrestore SelfHVD": args.results / "videos" / clip / f"{METHOD}.mkv",
+        runs = args.results / "videos" / clip
+        videos = {"input": source, "unsharp mask": runs / "unsharp.mkv", "lucky-frame fusion": runs / "lucky.mkv",
+                  "vidrestore SelfHVD": runs / f"{METHOD}.mkv",
                   "authors' SelfHVD": args.data / "real_blur" / f"{clip}_selfhvd_output.mp4"}
+        sharp = sharpness_timeline(source, progress=False).sharp
         for name, path in videos.items():
-            s = evaluate_videos(path, source, gt=False, progress=False).summary()["all"]
-            print(f"| {clip} | {name} | {s['blur_effect']:.3f} | {s['lap_var']:.0f} | {s['drift_px']:.3f} | "
-                  f"{s['warp_excess'] * 1e3:.3f} |")
+            s = evaluate_videos(path, source, gt=False, sharp=sharp, progress=False).summary()["all"]
+            print(f"| {clip} | {name} | {s['blur_effect']:.3f} | {s['lap_var']:.0f} | {s['agree_out']:.2f} "
+                  f"({s['agree_gain']:+.2f}) | {s['drift_px']:.3f} | {s['warp_excess'] * 1e3:.3f} |")
         out = args.results / f"{clip}_crop.png"
-        crop_panel(videos, 10, out)
+        crop_panel({k: videos[k] for k in ("input", "vidrestore SelfHVD", "authors' SelfHVD")}, 10, out)
         print(f"|  | crop of frame 10: {out} | | | | |")
 
 

@@ -248,3 +248,58 @@ def test_cli_metrics_video_against_itself(tmp_path):
     assert s["all"]["psnr_rgb"] == "inf" and s["all"]["ssim_y"] == pytest.approx(1.0)
     assert s["all"]["warp_excess"] == 0.0 and s["all"]["drift_px"] < 0.05
     assert len((tmp_path / "f.csv").read_text().splitlines()) == 6
+
+
+def test_nearest_sharp_known_answer():
+    from vidrestore.metrics.agreement import nearest_sharp
+
+    assert nearest_sharp([False, True, False, False, False, True]) == [1, 1, 1, 1, 5, 5]  # tie at 3 -> earlier
+    assert nearest_sharp([False, False]) == [-1, -1]
+
+
+def _panning_clip(n: int = 9, sharp_every: int = 4) -> tuple[list[np.ndarray], list[np.ndarray], list[bool]]:
+    """Ground truth, a clip blurred along the pan except every `sharp_every`-th frame, and those flags."""
+    scene = _scene(3, 320, 200)
+    gt = [_shift(scene, -2.0 * i, -0.5 * i)[20:180, 20:300] for i in range(n)]
+    k = np.zeros((9, 9), np.float32)
+    k[4, :] = 1 / 9
+    sharp = [i % sharp_every == 0 for i in range(n)]
+    blurry = [g if s else cv2.filter2D(g, -1, k, borderType=cv2.BORDER_REFLECT) for g, s in zip(gt, sharp)]
+    return gt, blurry, sharp
+
+
+def test_sharp_frame_agreement_rewards_restoration_and_punishes_sharpening():
+    """Ground truth scores far above the input, an unsharp mask below it, the input equal to itself."""
+    from vidrestore.metrics.agreement import sharp_frame_agreement
+
+    gt, blurry, sharp = _panning_clip()
+    unsharp = [np.clip(b + 1.5 * (b - cv2.GaussianBlur(b, (0, 0), 2)), 0, 1) for b in blurry]
+    rows = {name: sharp_frame_agreement(out, blurry, sharp) for name, out in
+            [("gt", gt), ("input", blurry), ("unsharp", unsharp)]}
+    assert [r.index for r in rows["gt"]] == [i for i, s in enumerate(sharp) if not s]
+    for r in rows["input"]:
+        assert r.output_psnr == pytest.approx(r.input_psnr) and r.coverage > 0.5
+    gain = {name: np.mean([r.output_psnr - r.input_psnr for r in rs]) for name, rs in rows.items()}
+    assert gain["gt"] > 5.0
+    assert gain["unsharp"] < -0.5
+    assert all(r.partner in (0, 4, 8) and abs(r.partner - r.index) <= 2 for r in rows["gt"])
+
+
+def test_report_adds_agreement_with_sharp_flags():
+    gt, blurry, sharp = _panning_clip()
+    report = evaluate(gt, blurry, gt=False, sharp=sharp)
+    summary = report.summary()["all"]
+    assert summary["agree_gain"] > 5.0
+    assert [r["agree_out"] is None for r in report.rows] == sharp
+    with pytest.raises(VidrestoreError, match="sharp-frame flags cover"):
+        evaluate(gt, blurry, gt=False, sharp=sharp[:-1])
+
+
+def test_cli_metrics_no_gt_reports_agreement(tmp_path):
+    gt, blurry, sharp = _panning_clip(12)
+    write_video(tmp_path / "in.mkv", blurry, 30, EncodeSettings("ffv1"))
+    write_video(tmp_path / "out.mkv", gt, 30, EncodeSettings("ffv1"))
+    r = run_cli("metrics", tmp_path / "out.mkv", tmp_path / "in.mkv", "--no-gt", "--json", tmp_path / "s.json", "-q")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())["all"]
+    assert summary["agree_gain"] > 3.0 and "agree_gain" in r.stdout

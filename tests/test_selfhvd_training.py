@@ -150,19 +150,37 @@ def test_every_model_trains_with_every_stage(analysed):
         assert info["stage1_steps"] == 2 and np.isfinite(info["loss"])
 
 
-def test_deblur_trains_on_the_video_and_keeps_sharp_frames(shaky, work, tmp_path):
+def test_deblur_trains_on_the_video_and_keeps_sharp_frames(shaky, work, analysed, tmp_path):
     out = tmp_path / "out.mkv"
     report = deblur(shaky.blurry, out, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
                     work_dir=work, progress=False)
     assert report.training["steps"] == 6 and report.fallback is None
     assert decoded_times(out) == decoded_times(shaky.blurry)
-    labels = [f["sharp"] for f in load_labels(shaky.dir)["frames"]]
-    for f_in, f_out, sharp in zip(read_frames(shaky.blurry), read_frames(out), labels):
+    selected = analysed.selection.sharp
+    assert 0 < selected.sum() < len(selected)
+    changed = []
+    for f_in, f_out, sharp in zip(read_frames(shaky.blurry), read_frames(out), selected):
         if sharp:
-            assert psnr(f_out.rgb, f_in.rgb) > 40  # sharp frames are left (almost) alone
+            assert np.array_equal(f_out.rgb, f_in.rgb)  # frames selected as sharp are kept as they are
+        else:
+            changed.append(not np.array_equal(f_out.rgb, f_in.rgb))
+    assert all(changed)
     again = deblur(shaky.blurry, out, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
                    work_dir=work, overwrite=True, progress=False)
     assert again.training == report.training  # the trained model was reused, not trained again
+    fresh = tmp_path / "fresh.mkv"
+    deblur(shaky.blurry, fresh, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
+           work_dir=tmp_path / "other-work", progress=False)
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(read_frames(out), read_frames(fresh)))  # a step budget reproduces
+
+
+def test_default_budgets_are_steps_and_the_help_says_so():
+    from vidrestore.selfhvd.deblur import DEFAULT_BUDGET
+    from vidrestore.selfhvd.demo import DEMO_BUDGET
+
+    assert DEFAULT_BUDGET.steps and DEFAULT_BUDGET.minutes is None and DEMO_BUDGET.steps and DEMO_BUDGET.minutes is None
+    assert f"default {DEFAULT_BUDGET}" in " ".join(run_cli("deblur", "--help").stdout.split())
+    assert f"default {DEMO_BUDGET}" in " ".join(run_cli("demo", "--help").stdout.split())
 
 
 def test_video_without_sharp_frames_falls_back_with_a_note(clip_factory, tmp_path, caplog):
@@ -324,3 +342,42 @@ def test_sevd_uses_a_stopped_gradient_and_scscm_a_frozen_anchor(analysed, tmp_pa
     assert all(torch.equal(first["anchor"][n], last["anchor"][n]) for n in first["anchor"])
     assert not all(torch.equal(first["model"][n], last["model"][n]) for n in first["model"])
     assert all(torch.equal(first["anchor"][n], first["model"][n]) for n in first["anchor"])  # taken from the model
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: the fusion still carries a moving object's edges from misaligned "
+                                       "neighbours (on this clip -0.39 dB around the square, +1.34 dB on whole frames)")
+def test_moving_object_is_not_made_worse(tmp_path):
+    """A square crossing a panning scene (7 px per frame, against 1 px of pan) under handheld shake:
+    deblur must not carry another moment's square into a frame. On blurry frames, PSNR-Y against
+    the ground truth around the square stays at least the input's, and the whole frame gains."""
+    from conftest import textured_scene
+    from vidrestore.io import write_video
+
+    scene = textured_scene(np.random.default_rng(7), 300, 172)
+    square = textured_scene(np.random.default_rng(9), 32, 32, rects=12) * 0.5 + 0.5
+    place = [(int(10 + 7 * i), 60 + int(12 * np.sin(i / 3))) for i in range(30)]
+    frames = []
+    for i, (x, y) in enumerate(place):
+        f = cv2.warpAffine(scene, np.float32([[1, 0, -1.0 * i], [0, 1, -0.2 * i]]), (256, 144), flags=cv2.INTER_CUBIC)
+        f[y:y + 32, x:x + 32] = square
+        frames.append(f)
+    write_video(tmp_path / "src.mkv", frames, 30, EncodeSettings("ffv1"))
+    clip = synth_handheld(tmp_path / "src.mkv", tmp_path / "clip", ShakeSettings(seed=4, blur_strength=2.0), progress=False)
+    deblur(clip.blurry, tmp_path / "out.mkv", budget=Budget(steps=6), settings=TrainSettings(**TINY),
+           encode=EncodeSettings("ffv1"), work_dir=tmp_path / "w", progress=False)
+    blurry = [not f["sharp"] for f in load_labels(clip.dir)["frames"]]
+    scores = {"in": [], "out": [], "in_all": [], "out_all": []}
+    for i, (f_in, f_out, f_gt) in enumerate(zip(read_frames(clip.blurry), read_frames(tmp_path / "out.mkv"),
+                                                read_frames(clip.dir / "gt.mkv"))):
+        if not blurry[i]:
+            continue
+        x, y = place[i]
+        box = (slice(max(0, y - 10), y + 42), slice(max(0, x - 10), x + 42))
+        scores["in"].append(psnr(f_in.rgb[box], f_gt.rgb[box]))
+        scores["out"].append(psnr(f_out.rgb[box], f_gt.rgb[box]))
+        scores["in_all"].append(psnr(f_in.rgb, f_gt.rgb))
+        scores["out_all"].append(psnr(f_out.rgb, f_gt.rgb))
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    assert len(scores["in"]) >= 8
+    assert mean["out"] >= mean["in"] - 0.05, mean
+    assert mean["out_all"] > mean["in_all"] + 0.3, mean

@@ -236,13 +236,16 @@ def _train_settings(args: argparse.Namespace):
 @_subcommand
 def _deblur_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "deblur", "deblur a handheld video by training on its own sharp frames (SelfHVD), or with a trained model", [
-        "vidrestore deblur shaky.mp4 -o sharp.mp4                      # train on the video itself (about 5 min), then deblur",
-        "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4                      # train on the video itself (300 steps), then deblur",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 1000        # more training steps",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m         # as many steps as 10 minutes allow (varies with load)",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --model phone.safetensors --adapt 200",
         "(audio, subtitles, timestamps and colour are kept; an interrupted run resumes when run again)",
     ])
     p.add_argument("input", type=Path, help="the blurry video")
-    p.add_argument("--budget", default="5m", help="training budget: minutes (5m), seconds (90s), hours (1h) or steps (800); default 5m")
+    p.add_argument("--budget", help="training budget: steps (800; default 300 steps: the same output on any machine, idle or "
+                                    "busy) or a time (5m, 90s, 1h: as many steps as fit, so the output depends on the machine "
+                                    "and its load)")
     p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch")
     p.add_argument("--adapt", type=_int_at_least(0), default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
     p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
@@ -251,12 +254,13 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .selfhvd.deblur import deblur
+        from .selfhvd.deblur import DEFAULT_BUDGET, deblur
         from .selfhvd.train import Budget
 
         if args.adapt and args.model is None:
             raise VidrestoreError("--adapt needs --model (without a model, deblur trains on the input anyway)")
-        report = deblur(args.input, args.output, model=args.model, adapt_steps=args.adapt, budget=Budget.parse(args.budget),
+        report = deblur(args.input, args.output, model=args.model, adapt_steps=args.adapt,
+                        budget=Budget.parse(args.budget) if args.budget else DEFAULT_BUDGET,
                         settings=_train_settings(args), analysis=_analysis_settings(args), encode=_encode_settings(args),
                         device=args.device, tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir,
                         segment_frames=args.segment_frames, progress=not args.quiet, drop_subtitles=args.drop_subtitles,
@@ -306,7 +310,8 @@ def _demo_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore demo -o /tmp/demo --budget 5m --device cuda",
     ])
     p.add_argument("-o", "--output", type=Path, default=Path("vidrestore-demo"), help="folder for the videos (default vidrestore-demo)")
-    p.add_argument("--budget", default="1.5m", help="training budget (default 1.5m)")
+    p.add_argument("--budget", help="training budget: steps or a time as for deblur (default 150 steps: the same result on "
+                                    "any machine)")
     p.add_argument("--seed", type=int, default=0, help="seed of the camera shake (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo in the folder")
     p.add_argument("--work-dir", type=Path, help="where analyses and training state are kept (default ~/.cache/vidrestore)")
@@ -314,10 +319,10 @@ def _demo_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .selfhvd.demo import run_demo
+        from .selfhvd.demo import DEMO_BUDGET, run_demo
         from .selfhvd.train import Budget
 
-        r = run_demo(args.output, budget=Budget.parse(args.budget), device=args.device, seed=args.seed,
+        r = run_demo(args.output, budget=Budget.parse(args.budget) if args.budget else DEMO_BUDGET, device=args.device, seed=args.seed,
                      overwrite=args.overwrite, work_dir=args.work_dir, progress=not args.quiet)
         print(f"SelfHVD demo: {r.frames} frames, {r.sharp_frames} sharp; trained on the clip itself, {r.seconds:.0f} s in all")
         print(f"PSNR-Y against ground truth, all frames:    input {r.psnr_input:.2f} dB -> output {r.psnr_output:.2f} dB "
@@ -503,13 +508,15 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "metrics", "compare a restored video with its reference: PSNR/SSIM (RGB, Y), LPIPS, drift, warping error, blur", [
         "vidrestore metrics restored.mkv clips/walk/gt.mkv --labels clips/walk/labels.json --crop 8",
         "vidrestore metrics restored.mkv gt.mkv --csv frames.csv --json summary.json --lpips lpips_alex.pth",
-        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur only",
+        "vidrestore metrics restored.mp4 input.mp4 --no-gt      # real footage: drift, warping error, blur, sharp-frame agreement",
         "vidrestore metrics steady.mp4 shaky.mp4 --stabilization  # stability, jitter, crop, distortion, ITF",
         "vidrestore metrics deflickered.mp4 film.mp4 --flicker    # frame-mean luminance flicker above 1 Hz",
     ])
     p.add_argument("output", type=Path, help="the video to judge")
     p.add_argument("reference", type=Path, help="its ground truth (or, with --no-gt, the unrestored input)")
-    p.add_argument("--no-gt", action="store_true", help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS")
+    p.add_argument("--no-gt", action="store_true",
+                   help="the reference is the degraded input, not ground truth: no PSNR/SSIM/LPIPS; instead sharp-frame "
+                        "agreement (PSNR-Y of input and output against the input's nearest sharp frame warped onto them)")
     p.add_argument("--labels", type=Path, help="labels.json from `vidrestore synth handheld`: also average over sharp and blurry frames")
     p.add_argument("--crop", type=_int_at_least(0), default=0, help="border pixels left out of PSNR/SSIM (default 0)")
     p.add_argument("--lpips", type=Path, nargs="+", metavar="WEIGHTS",
@@ -547,8 +554,13 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
             from .synth.handheld import load_labels
 
             labels = [f["sharp"] for f in load_labels(args.labels)["frames"]]
+        sharp = None
+        if args.no_gt:
+            from .selfhvd.report import sharpness_timeline
+
+            sharp = sharpness_timeline(args.reference, progress=not args.quiet).sharp
         report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
-                                 lpips=lpips, progress=not args.quiet)
+                                 lpips=lpips, sharp=sharp, progress=not args.quiet)
         if args.csv:
             report.write_csv(args.csv)
         if args.json:

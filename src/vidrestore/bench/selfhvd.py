@@ -1,6 +1,6 @@
 """SelfHVD and the Ren et al. baseline as benchmark methods: each trains on the clip, then deblurs it.
 
-Options (a suite's `options = {...}`): `budget` ("5m", "90s", or a number of steps), any
+Options (a suite's `options = {...}`): `budget` (steps, "5m", "90s"; default `deblur`'s), any
 `TrainSettings` field (`sevd`, `scscm`, `model`, `seed`, ...) and any `AnalysisSettings` field
 (`sharpness_measure`, `label_scale`, ...). Each run starts from an empty
 work directory, so its wall time covers the whole job: analysis, training and inference.
@@ -18,11 +18,11 @@ from .methods import MethodCall, register_method
 
 def _run(call: MethodCall, **fixed) -> None:
     from ..selfhvd.analysis import AnalysisSettings
-    from ..selfhvd.deblur import deblur
+    from ..selfhvd.deblur import DEFAULT_BUDGET, deblur
     from ..selfhvd.train import Budget, TrainSettings
 
     opts = {**call.options, **fixed}
-    budget = Budget.parse(str(opts.pop("budget", "5m")))
+    budget = Budget.parse(str(opts.pop("budget"))) if "budget" in opts else DEFAULT_BUDGET
     train_names, analysis_names = {f.name for f in fields(TrainSettings)}, {f.name for f in fields(AnalysisSettings)}
     unknown = sorted(set(opts) - train_names - analysis_names)
     if unknown:

@@ -15,6 +15,9 @@ Per-frame columns (None where not computed):
     warp_error, warp_error_ref     Lai et al. warping error of the pair (t-1, t) of the output
                                    and of the reference, flow from the reference (None at t = 0)
     blur_effect, lap_var    no-reference blur of the output (Crete et al.; Laplacian variance)
+    agree_in, agree_out     sharp-frame agreement (`vidrestore.metrics.agreement`) of the
+                            reference and of the output, on frames not flagged sharp, when the
+                            reference's sharp frames are given (real footage without ground truth)
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from ..errors import VidrestoreError
 from ..flow import FlowEstimator, create_flow
 from ..io.paths import atomic_write_text
+from .agreement import AgreementStream
 from .blur import blur_effect, laplacian_variance
 from .drift import drift
 from .fidelity import SSIM_MIN_SIDE, psnr, ssim
@@ -43,7 +47,7 @@ if TYPE_CHECKING:  # torch is imported only when LPIPS is used
     from .lpips import LPIPS
 
 COLUMNS = ["index", "label", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "lpips", "drift_px", "drift_dx", "drift_dy",
-           "warp_error", "warp_error_ref", "blur_effect", "lap_var"]
+           "warp_error", "warp_error_ref", "blur_effect", "lap_var", "agree_in", "agree_out"]
 METRICS = COLUMNS[2:]
 
 
@@ -58,7 +62,9 @@ class MetricsReport:
 
         Keys: "frames", "all", "sharp", "blurry" (the last two only with labels). Each group maps
         a metric to its mean over the frames where it was computed, plus "warp_excess" = mean
-        warp_error - mean warp_error_ref (the temporal inconsistency the output adds).
+        warp_error - mean warp_error_ref (the temporal inconsistency the output adds) and, with
+        sharp-frame agreement, "agree_gain" = mean agree_out - mean agree_in (dB; > 0: the output
+        is closer to the video's sharp frames than its input).
         """
         groups = {"all": self.rows}
         labels = {r["label"] for r in self.rows if r["label"]}
@@ -73,6 +79,8 @@ class MetricsReport:
                 means[m] = float(np.mean(vals)) if vals else None
             if means["warp_error"] is not None:
                 means["warp_excess"] = means["warp_error"] - means["warp_error_ref"]
+            if means["agree_out"] is not None:
+                means["agree_gain"] = means["agree_out"] - means["agree_in"]
             out[name] = {**means, "frames": len(rows)}
         return out
 
@@ -108,6 +116,7 @@ def evaluate(
     crop: int = 0,
     lpips: LPIPS | None = None,
     flow: FlowEstimator | None = None,
+    sharp: Sequence[bool] | None = None,
     on_frame=None,
 ) -> MetricsReport:
     """Compute every metric frame by frame (see the module docstring).
@@ -119,10 +128,12 @@ def evaluate(
         crop: border pixels left out of PSNR/SSIM.
         lpips: an LPIPS model (`load_lpips`), or None to skip LPIPS.
         flow: flow estimator for drift and warping error (default DIS medium).
+        sharp: per-frame "is sharp" flags of the reference: adds sharp-frame agreement.
         on_frame: called after each frame (progress).
     """
     flow = flow or create_flow("dis")
     temporal = WarpingErrorStream(flow)
+    agreement = AgreementStream(sharp) if sharp is not None else None
     rows = []
     ref_it = iter(reference)
     for i, out in enumerate(output):
@@ -149,10 +160,14 @@ def evaluate(
             row["warp_error"], row["warp_error_ref"] = pair
         row["blur_effect"], row["lap_var"] = blur_effect(out), laplacian_variance(out)
         rows.append(row)
+        for a in agreement.update(out, ref) if agreement is not None else []:
+            rows[a.index]["agree_in"], rows[a.index]["agree_out"] = a.input_psnr, a.output_psnr
         if on_frame is not None:
             on_frame()
     if next(ref_it, None) is not None:
         raise VidrestoreError(f"the reference has more frames than the output ({len(rows)})")
+    if agreement is not None:
+        agreement.finish()
     if labels is not None and len(labels) != len(rows):
         raise VidrestoreError(f"labels cover {len(labels)} frames; the video has {len(rows)}")
     return MetricsReport(rows)
@@ -166,6 +181,7 @@ def evaluate_videos(
     labels: Sequence[bool] | None = None,
     crop: int = 0,
     lpips: LPIPS | None = None,
+    sharp: Sequence[bool] | None = None,
     progress: bool = True,
 ) -> MetricsReport:
     """`evaluate` over two video files (streamed), with a progress bar."""
@@ -185,6 +201,6 @@ def evaluate_videos(
     try:
         return evaluate((f.rgb for f in VideoReader(output, out_info).frames()),
                         (f.rgb for f in VideoReader(reference, ref_info).frames()),
-                        gt=gt, labels=labels, crop=crop, lpips=lpips, on_frame=lambda: bar.update(1))
+                        gt=gt, labels=labels, crop=crop, lpips=lpips, sharp=sharp, on_frame=lambda: bar.update(1))
     finally:
         bar.close()

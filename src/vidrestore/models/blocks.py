@@ -51,11 +51,14 @@ class GatedBlock(nn.Module):
         return y + self.gamma * self.ffn2(self.gate(self.ffn1(self.norm2(y))))
 
 
-def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward-warp x (B, C, H, W) by flow (B, 2, H, W) in pixels: out(p) = x(p + flow(p)), bilinear, border replicated."""
+def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
+    """Backward-warp x (B, C, H, W) by flow (B, 2, H, W) in pixels: out(p) = x(p + flow(p)), bilinear.
+
+    Samples outside x repeat its border (default) or are 0 with ``padding_mode="zeros"``.
+    """
     b, _, h, w = x.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype),
                             torch.arange(w, device=x.device, dtype=x.dtype), indexing="ij")
     gx = 2 * (xs + flow[:, 0]) / max(w - 1, 1) - 1
     gy = 2 * (ys + flow[:, 1]) / max(h - 1, 1) - 1
-    return F.grid_sample(x, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(x, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode=padding_mode, align_corners=True)

@@ -1,3 +1,3 @@
 """The models vidrestore ships, registered by importing their modules (an explicit list, no scan)."""
 
-from . import recurrent, unet  # noqa: F401
+from . import basicvsrpp, recurrent, unet  # noqa: F401

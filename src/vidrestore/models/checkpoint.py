@@ -69,12 +69,23 @@ def check_weights(weights: dict[str, torch.Tensor], expected: dict[str, torch.Te
             raise VidrestoreError(f"tensor {name!r} holds {bad} NaN or infinite values: the model is damaged", path)
 
 
+AUTHORS_SUFFIXES = (".pth", ".pt")  # mmediting BasicVSR++ checkpoints (the SelfHVD authors' release)
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model stored in `path`; returns (model in eval mode, its stored info).
 
+    A .pth/.pt file is read as an mmediting BasicVSR++ checkpoint (`basicvsrpp.load_mmedit_checkpoint`).
     Raises VidrestoreError naming the file (and the tensor) when the file is not a vidrestore
     model, its weights do not fit its configuration, or any weight is NaN or infinite.
     """
+    if Path(path).suffix in AUTHORS_SUFFIXES:
+        from .basicvsrpp import load_mmedit_checkpoint
+
+        if not Path(path).is_file():
+            raise VidrestoreError("model file not found", path)
+        model, info = load_mmedit_checkpoint(path)
+        return model.to(device), info
     info = read_checkpoint_info(path)
     try:
         model = create_model(info["model"], **info["config"])

@@ -38,7 +38,7 @@ from .infer import DeblurStage, model_digest
 from .train import Budget, TrainSettings, resolve_device, train
 
 log = logging.getLogger(__name__)
-DEFAULT_BUDGET = Budget(minutes=5)
+DEFAULT_BUDGET = Budget(steps=300)  # steps, not minutes: the same result on any machine, idle or busy
 MODEL_CACHE_VERSION = 1  # bump when a cached model's files change meaning
 
 
@@ -99,7 +99,8 @@ def deblur(
         model: a trained model (.safetensors from `train_videos` or `vidrestore train`); None
             trains one on `input`.
         adapt_steps: with `model`, fine-tune it on `input` for this many steps first.
-        budget: training budget when no model is given.
+        budget: training budget when no model is given (steps by default, so that the result does
+            not depend on the machine's speed or load; a time budget trains as many steps as fit).
         settings: the training recipe.
         analysis: sharp-frame selection and flow settings.
         encode: output codec settings.

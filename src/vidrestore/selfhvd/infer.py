@@ -54,6 +54,10 @@ def restore_frame(model: nn.Module, analysis: VideoAnalysis, frames: list[np.nda
 class DeblurStage(Stage):
     """Windowed stage running a trained deblurring network (`vidrestore deblur`).
 
+    Frames the analysis selected as sharp are passed through unchanged: they are what the
+    network learnt from, and a network that alters them (SEVD trains it to sharpen beyond its
+    labels) can only move them away from themselves.
+
     Args:
         model: the network (eval mode, on `device`).
         analysis: the input video's analysis (its consecutive flows align the windows).
@@ -72,8 +76,11 @@ class DeblurStage(Stage):
         self.digest = model_digest(model)
 
     def config(self) -> dict:
-        return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin}
+        return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
+                "sharp_frames": "kept"}
 
     def process(self, window: Window) -> np.ndarray:
+        if self.analysis.selection.sharp[window.index]:  # a selected sharp frame is its own best estimate
+            return window.frame.rgb
         return restore_frame(self.model, self.analysis, [f.rgb for f in window.frames], [f.index for f in window.frames],
                              window.center, self.device, self.tile, self.margin)

@@ -231,3 +231,4 @@ def select_sharp(sharpness: np.ndarray, block: int = DEFAULT_BLOCK, min_ratio: f
                 sharp[a:b] = logv[a:b] > mid
     params = {"block": block, "min_ratio": min_ratio, "max_spread": max_spread}
     return Selection(v.astype(np.float32), sharp, block, thresholds, standing, params)
+
