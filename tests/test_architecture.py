@@ -19,6 +19,7 @@ FORBIDDEN = {
     "util": {"io", "flow", "metrics", "models", "pipeline", "selfhvd", "restoration", "bench", "cli", "synth"},
     "pipeline": {"selfhvd", "restoration", "bench", "cli"},
     "synth": {"pipeline", "selfhvd", "restoration", "bench", "cli"},
+    "selfhvd": {"restoration", "bench", "cli"},
 }
 
 

@@ -34,34 +34,9 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..flow import backward_warp, create_flow, occlusion_mask
+from ..flow.fusion import low_luma, neighbour_weight
 from ..metrics.blur import laplacian_variance
-from ..metrics.fidelity import rgb_to_y
 from ..pipeline import Stage, Window, register_stage
-
-
-DEFAULTS = {"power": 3.0, "strength": 4.0, "sensitivity": 0.01, "compare_sigma": 1.5}
-
-
-def low_luma(rgb: np.ndarray, sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
-    """Gaussian-blurred BT.601 luma: what the agreement test compares, so blur itself is not disagreement."""
-    return cv2.GaussianBlur(rgb_to_y(rgb), (0, 0), sigma)
-
-
-def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, visible: np.ndarray,
-                     power: float = DEFAULTS["power"], strength: float = DEFAULTS["strength"],
-                     sensitivity: float = DEFAULTS["sensitivity"], compare_sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
-    """Per-pixel weight of a neighbour warped onto the centre frame (the formula in the module docstring).
-
-    Args:
-        centre_low: `low_luma` of the centre frame.
-        warped: the neighbour warped onto the centre frame.
-        ratio: the neighbour's sharpness over the centre's (no weight unless > 1).
-        visible: occlusion mask x validity of the warp.
-    """
-    if ratio <= 1:
-        return np.zeros(centre_low.shape, np.float32)
-    agree = sensitivity / (sensitivity + np.abs(low_luma(warped, compare_sigma) - centre_low))
-    return (strength * (ratio - 1.0) ** power * visible * agree).astype(np.float32)
 
 
 class LuckyFusion(Stage):

@@ -32,7 +32,7 @@ the data). They are most of the analysis' time. Everything is written with numpy
 format, so it is memory-mapped rather than loaded.
 
 Which sharp frame supervises a blurry frame: the nearest selected frame in time, the sharper
-one on a tie (docs/selfhvd-method.md sec. 8, question 2). Sharp frames label themselves (zero
+one on a tie. Sharp frames label themselves (zero
 flow, full mask); frames of a video without sharp frames have no label (partner -1, mask 0).
 """
 
@@ -55,8 +55,8 @@ from ..io import VideoReader, probe
 from ..io.cache import cache_ready, mark_complete
 from ..io.paths import atomic_write_text, config_key, content_hash
 from ..pipeline import default_work_dir
-from ..pipeline.prefetch import prefetch
-from ..pipeline.progress import progress_bar
+from ..util.prefetch import prefetch
+from ..util.progress import progress_bar
 from .labels import label_mask
 from .selection import DEFAULT_BLOCK, DEFAULT_MAX_SPREAD, DEFAULT_MIN_RATIO, SHARPNESS_SCALE, Selection, SharpnessMeter, select_sharp
 

@@ -7,7 +7,7 @@ working scale, mark where that warped frame may serve as a label:
 * validity: i's pixel maps inside frame j;
 * occlusion: the forward-backward round trip p -> p + f_ij(p) -> back with f_ji lands near p;
   the SelfHVD authors' soft form ``1 - min(1, slope * ||f_ij(p) + f_ji(p + f_ij(p))||)`` with
-  slope 0.8 per working-scale pixel (docs/selfhvd-method.md sec. 2.4, 7.3);
+  slope 0.8 per working-scale pixel;
 * uncertainty: a learned flow (SEA-RAFT) states its own uncertainty; DIS does not, so we read it
   from what the warp got wrong: the photometric residual between the warped S_j and frame i
   (both low-passed, so that the blur difference itself does not count) plus the round-trip

@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io import VideoReader, probe
-from ..pipeline.prefetch import prefetch
-from ..pipeline.progress import progress_bar
+from ..util.prefetch import prefetch
+from ..util.progress import progress_bar
 from .analysis import AnalysisSettings, VideoAnalysis, to_u8
 from .labels import label_masks
 from .selection import Selection, SharpnessMeter, select_sharp

@@ -1,6 +1,6 @@
 """Sharp-frame selection: per-frame sharpness, Otsu's threshold per block of frames.
 
-SelfHVD (Xu et al., CVPR 2026, sec. 3.2; docs/selfhvd-method.md sec. 2.3) finds the frames where
+SelfHVD (Xu et al., CVPR 2026, sec. 3.2) finds the frames where
 the phone's stabilizer worked by the variance of the Laplacian, thresholded with Otsu's method
 (Otsu, IEEE SMC 1979) over segments of 20 frames, so that sharp frames are picked all along the
 video rather than only where the scene happens to hold more texture.

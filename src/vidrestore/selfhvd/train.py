@@ -1,6 +1,6 @@
 """Self-supervised training: SelfHVD's stages (L_rec, SEVD, SCSCM) and Ren et al.'s recipe.
 
-SelfHVD (Xu et al., CVPR 2026; docs/selfhvd-method.md sec. 2) as implemented here:
+SelfHVD (Xu et al., CVPR 2026) as implemented here:
 
 * Stage 1, L_rec (Eq. 6): masked L1 between the output for frame i and S_j warped onto i,
   averaged over the mask (the notes say L1; the released config's Charbonnier is BasicVSR++'s
@@ -50,7 +50,7 @@ from torch import nn
 
 from ..errors import VidrestoreError
 from ..models import create_model
-from ..pipeline.progress import progress_bar
+from ..util.progress import progress_bar
 from .analysis import VideoAnalysis
 from .sampling import Batch, Sampler
 

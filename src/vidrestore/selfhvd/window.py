@@ -4,7 +4,7 @@ Training crops (`sampling`) and full-frame inference (`infer`) build it with the
 so the network sees the same kind of input in both. Each source frame t of the window is warped
 onto frame i along the analysis' cached flows (`VideoAnalysis.follow`: direct within its
 `align_reach`, chained beyond); the prior is the log of lucky-frame fusion's weight for it
-(`vidrestore.restoration.lucky.neighbour_weight`: sharper than the centre, visible by the
+(`vidrestore.flow.fusion.neighbour_weight`: sharper than the centre, visible by the
 forward-backward round trip, agreeing with the centre once both are low-passed; 0 for the
 centre). The window network starts as exactly that fusion and learns what it gets wrong
 (`vidrestore.models.unet`).
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ..flow import backward_warp
-from ..restoration.lucky import low_luma, neighbour_weight
+from ..flow.fusion import low_luma, neighbour_weight
 from .analysis import VideoAnalysis
 
 NO_WEIGHT = -30.0  # log-weight of a frame that must not contribute (exp(-30) ~ 1e-13)

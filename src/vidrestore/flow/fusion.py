@@ -1,0 +1,39 @@
+"""Lucky-frame fusion's weight of a flow-aligned neighbour, shared by the fusion stage and SelfHVD.
+
+`vidrestore.restoration.lucky` blends each frame with its sharper aligned neighbours by these
+weights; `vidrestore.selfhvd.window` gives their logarithm to the window network as its prior.
+The formula and why it is so: `vidrestore.restoration.lucky`.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..io.colour import luma
+
+
+DEFAULTS = {"power": 3.0, "strength": 4.0, "sensitivity": 0.01, "compare_sigma": 1.5}
+
+
+def low_luma(rgb: np.ndarray, sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
+    """Gaussian-blurred BT.601 luma on PSNR-Y's scale (219/255 of RGB's): what the agreement test
+    compares, so that blur itself is not disagreement."""
+    return cv2.GaussianBlur(luma(rgb) * np.float32(219.0 / 255.0), (0, 0), sigma)
+
+
+def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, visible: np.ndarray,
+                     power: float = DEFAULTS["power"], strength: float = DEFAULTS["strength"],
+                     sensitivity: float = DEFAULTS["sensitivity"], compare_sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
+    """Per-pixel weight of a neighbour warped onto the centre frame (the formula in `vidrestore.restoration.lucky`).
+
+    Args:
+        centre_low: `low_luma` of the centre frame.
+        warped: the neighbour warped onto the centre frame.
+        ratio: the neighbour's sharpness over the centre's (no weight unless > 1).
+        visible: occlusion mask x validity of the warp.
+    """
+    if ratio <= 1:
+        return np.zeros(centre_low.shape, np.float32)
+    agree = sensitivity / (sensitivity + np.abs(low_luma(warped, compare_sigma) - centre_low))
+    return (strength * (ratio - 1.0) ** power * visible * agree).astype(np.float32)
