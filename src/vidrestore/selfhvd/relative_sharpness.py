@@ -38,6 +38,7 @@ import numpy as np
 from scipy.linalg import solveh_banded
 
 from ..flow import FlowEstimator, create_flow
+from ..io.colour import luma
 
 RELATIVE_SCALE = 0.25
 MIN_WORKING_WIDTH = 160  # small videos are compared at a larger scale, so that the flow still has pixels to match
@@ -52,9 +53,9 @@ _DIFFS = (
 )
 
 
-def directional_energy(luma: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(4, h, w) energy of `luma`'s second differences in four directions, area-averaged to size = (w, h)."""
-    y = np.ascontiguousarray(luma, np.float32)
+def directional_energy(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(4, h, w) energy of `grey`'s second differences in four directions, area-averaged to size = (w, h)."""
+    y = np.ascontiguousarray(grey, np.float32)
     return np.stack([cv2.resize(cv2.filter2D(y, -1, k) ** 2, size, interpolation=cv2.INTER_AREA) for k in _DIFFS])
 
 
@@ -79,8 +80,7 @@ class RelativeSharpness:
             self.flow = create_flow("dis", scale=scale, preset=self.preset)
         grey = self.flow.prepare(rgb)
         h, w = grey.shape
-        luma = cv2.cvtColor(np.ascontiguousarray(rgb, np.float32), cv2.COLOR_RGB2GRAY) * 255.0
-        energy = directional_energy(luma, (w, h))
+        energy = directional_energy(luma(rgb) * 255.0, (w, h))
         i = self.count
         border = 2
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
