@@ -46,11 +46,12 @@ class DemoResult:
     seconds: float
 
 
-def photo_pan(frames: int = DEMO_FRAMES, size: tuple[int, int] = DEMO_SIZE) -> list[np.ndarray]:
-    """A sharp clip: a virtual camera panning slowly across scikit-image's "coffee" photograph."""
+def photo_pan(frames: int = DEMO_FRAMES, size: tuple[int, int] = DEMO_SIZE, photo: np.ndarray | None = None) -> list[np.ndarray]:
+    """A sharp clip: a virtual camera panning slowly across a photograph (float RGB; default
+    scikit-image's "coffee")."""
     from skimage import data
 
-    photo = data.coffee().astype(np.float32) / 255.0
+    photo = data.coffee().astype(np.float32) / 255.0 if photo is None else photo
     out = []
     for i in range(frames):
         t = i / max(1, frames - 1)
