@@ -10,7 +10,7 @@ effect (Crete et al.; lower is sharper), Laplacian variance (higher is sharper),
 agreement (PSNR-Y against the input's nearest selected sharp frame warped onto the frame, on
 blurry frames, output minus input; > 0: closer to the video's own sharp frames), drift (median
 flow of output vs input, px) and warping-error excess over the input. It writes a PNG per clip:
-the same crop of one frame from the input, our output and theirs, side by side.
+the same crop of one frame from the input, our output and theirs, side by side (the README's figure).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METHOD = "SelfHVD (full)"
 
 
-def crop_panel(paths: dict[str, Path], frame: int, out: Path, size: int = 360) -> None:
+def crop_panel(paths: dict[str, Path], frame: int, out: Path, size: int = 256) -> None:
     """The centre-right crop of `frame` from each video, side by side, captioned."""
     tiles = []
     for name, path in paths.items():
