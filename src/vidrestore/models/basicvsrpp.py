@@ -268,9 +268,8 @@ def load_mmedit_checkpoint(path: str | os.PathLike, radius: int = 3) -> tuple[nn
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise VidrestoreError("the checkpoint holds objects other than tensors and plain values, which could run code "
-                              "when read, so it is not loaded; re-save only its weights: "
-                              "torch.save(torch.load(PATH)['state_dict'], 'weights.pth') in a trusted session "
-                              f"({str(err).splitlines()[0]})", p) from None
+                              "when read, so it is not loaded; in a session you trust, save only its 'state_dict' "
+                              f"entry with torch.save and pass that file ({str(err).splitlines()[0]})", p) from None
     except (RuntimeError, OSError, EOFError) as err:
         raise VidrestoreError(f"not a PyTorch checkpoint ({str(err).splitlines()[0]})", p) from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
