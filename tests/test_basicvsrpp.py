@@ -98,9 +98,14 @@ def test_checkpoint_that_could_run_code_is_refused_without_running_it(tmp_path):
 
 
 def test_bad_authors_checkpoints_are_named(tmp_path):
-    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(VidrestoreError, match="junk.pth"):
-        load_checkpoint(tmp_path / "junk.pth")
+    good = tmp_path / "good.pth"
+    _authors_file(_randomised(), good)
+    damaged = {"junk.pth": b"not a checkpoint", "text.pth": b"junk\n", "empty.pth": b"",
+               "truncated.pth": good.read_bytes()[: good.stat().st_size // 2]}
+    for name, data in damaged.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(VidrestoreError, match=name):
+            load_checkpoint(tmp_path / name)
     torch.save({"state_dict": {"generator.other.weight": torch.zeros(2)}}, tmp_path / "other.pth")
     with pytest.raises(VidrestoreError, match="not a BasicVSR"):
         load_checkpoint(tmp_path / "other.pth")

@@ -240,13 +240,15 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 1000        # more training steps",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m         # as many steps as 10 minutes allow (varies with load)",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --model phone.safetensors --adapt 200",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --model pretrain.pth --device cuda   # the SelfHVD authors' network",
         "(audio, subtitles, timestamps and colour are kept; an interrupted run resumes when run again)",
     ])
     p.add_argument("input", type=Path, help="the blurry video")
     p.add_argument("--budget", help="training budget: steps (800; default 300 steps: the same output on any machine, idle or "
                                     "busy) or a time (5m, 90s, 1h: as many steps as fit, so the output depends on the machine "
                                     "and its load)")
-    p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch")
+    p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch, or the SelfHVD "
+                                               "authors' BasicVSR++ checkpoint (.pth)")
     p.add_argument("--adapt", type=_int_at_least(0), default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
     p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
     _training_options(p)

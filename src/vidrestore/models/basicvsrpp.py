@@ -270,8 +270,9 @@ def load_mmedit_checkpoint(path: str | os.PathLike, radius: int = 3) -> tuple[nn
         raise VidrestoreError("the checkpoint holds objects other than tensors and plain values, which could run code "
                               "when read, so it is not loaded; in a session you trust, save only its 'state_dict' "
                               f"entry with torch.save and pass that file ({str(err).splitlines()[0]})", p) from None
-    except (RuntimeError, OSError, EOFError) as err:
-        raise VidrestoreError(f"not a PyTorch checkpoint ({str(err).splitlines()[0]})", p) from None
+    except Exception as err:  # torch's reader raises whatever a damaged stream provokes (KeyError, EOFError, ...)
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise VidrestoreError(f"not a readable PyTorch checkpoint ({type(err).__name__}: {first})", p) from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VidrestoreError("no state dict of tensors in this checkpoint", p)
