@@ -8,6 +8,8 @@ complete segments. Running the same command again finds the job by its key (inpu
 Segment boundaries depend only on the frame index, so a resumed run encodes exactly what an
 uninterrupted run does. Each record holds its segment file's checksum: a run that finds a record
 unreadable or a segment changed (damaged disk, a stray edit) renders again from that segment on.
+Segments may also be rendered out of order by parallel workers (`store`), each beside its own
+record, and committed in order afterwards.
 """
 
 from __future__ import annotations
@@ -99,6 +101,23 @@ class Job:
         atomic_write_text(self.segment_path(record.index, ".json"), json.dumps(asdict(record)))
         self.manifest["segments"] = record.index + 1
         atomic_write_text(self.dir / MANIFEST, json.dumps(self.manifest, indent=1))
+
+    def store(self, record: SegmentRecord) -> None:
+        """Record a segment rendered out of order (by a parallel worker) beside its file, without
+        committing it: `commit` takes it into the manifest once every segment before it is there."""
+        segment = self.segment_path(record.index)
+        if segment.exists():
+            record.digest = content_hash(segment)
+        atomic_write_text(self.segment_path(record.index, ".json"), json.dumps(asdict(record)))
+
+    def stored(self, index: int) -> SegmentRecord | None:
+        """The record `store` left for segment `index` when it and its file are intact, else None."""
+        try:
+            record = self._record(index)
+            intact = record.digest is None or content_hash(self.segment_path(index)) == record.digest
+        except (OSError, ValueError, TypeError):
+            return None
+        return record if intact else None
 
     def finish(self, frames: int) -> None:
         """Record that every segment is rendered (`frames` in all); only the final mux remains."""

@@ -233,18 +233,37 @@ def plan_restore(input: str | os.PathLike, output: str | os.PathLike, encode: En
     return RestorePlan(info, plan, png, tracks, reads, notes)
 
 
+def open_job(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_root: Path, segment_frames: int,
+             in_hash: str) -> Job:
+    """The work directory of this output: keyed by the input's content and every setting that changes the output."""
+    configs = [{"name": s.name, **s.config()} for s in stages]
+    key = config_key(_FORMAT_VERSION, in_hash, str(out.absolute()), configs, p.plan.codec, p.plan.options,
+                     p.plan.layout.name, segment_frames, [t.action for t in p.tracks])
+    try:
+        return Job(work_root, key, {"input": str(inp.absolute()), "output": str(out.absolute()), "stages": configs}, segment_frames)
+    except OSError as err:
+        raise VidrestoreError(f"cannot use work directory ({err.strerror or err})", work_root) from None
+
+
+def frame_source(reader: VideoReader, stages: Sequence[Stage], plan: OutputPlan, png: bool, start: int,
+                 stop: int | None = None) -> tuple[Iterator, bool]:
+    """The frames from `start` on, processed (reading from `stop` on left out), and whether they go to the
+    encoder as decoded: with no stages and an output in the input's own pixel format (bit-exact, and no
+    float RGB round trip to pay for)."""
+    reach = sum(s.radius for s in stages)
+    passthrough = (not stages and not png and reader.info.kind == "video"
+                   and plan.layout.name == native_format(reader.info.pix_fmt))
+    if passthrough:
+        return prefetch(reader.native_frames(start, stop)), True
+    return apply_stages(stages, prefetch(reader.frames(max(0, start - reach), stop))), False
+
+
 def _run(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_root: Path, segment_frames: int,
          progress: bool) -> tuple[int, int, int]:
     """The work of `restore` once its output is checked and locked; returns (frames, segments, segments reused)."""
     info, plan, tracks = p.info, p.plan, p.tracks
     in_hash = content_hash(inp)
-    configs = [{"name": s.name, **s.config()} for s in stages]
-    key = config_key(_FORMAT_VERSION, in_hash, str(out.absolute()), configs, plan.codec, plan.options,
-                     plan.layout.name, segment_frames, [t.action for t in tracks])
-    try:
-        job = Job(work_root, key, {"input": str(inp.absolute()), "output": str(out.absolute()), "stages": configs}, segment_frames)
-    except OSError as err:
-        raise VidrestoreError(f"cannot use work directory ({err.strerror or err})", work_root) from None
+    job = open_job(inp, out, p, stages, work_root, segment_frames, in_hash)
     writing = work_root  # where a full disk would be: the work directory until the final file is written
     try:
         reader = VideoReader(inp, info)
@@ -282,23 +301,13 @@ def _run(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_roo
 
 def _render(job: Job, reader: VideoReader, stages: Sequence[Stage], plan: OutputPlan,
             pngs: _PngSegments | None, show_progress: bool) -> None:
-    """Encode every segment not yet committed, continuing from the first missing one.
-
-    With no stages and an output in the input's own pixel format, the decoded frames go to the
-    encoder as they are (bit-exact, and no float RGB round trip to pay for).
-    """
+    """Encode every segment not yet committed, continuing from the first missing one (see `frame_source`)."""
     n = job.segment_frames
     first_seg = job.segments_done
     start = first_seg * n
-    reach = sum(s.radius for s in stages)
     if pngs is not None and first_seg == 0:
         pngs.reset()
-    passthrough = (not stages and pngs is None and reader.info.kind == "video"
-                   and plan.layout.name == native_format(reader.info.pix_fmt))
-    if passthrough:
-        frames = prefetch(reader.native_frames(start))
-    else:
-        frames = apply_stages(stages, prefetch(reader.frames(max(0, start - reach))))
+    frames, passthrough = frame_source(reader, stages, plan, pngs is not None, start)
     bar = progress_bar(reader.info.frame_count, "restore", show_progress, initial=start)
     enc: SegmentEncoder | None = None
     seg_pts: list[int] = []
