@@ -12,14 +12,15 @@ from conftest import ROOT
 SRC = ROOT / "src" / "vidrestore"
 # room -> rooms it must never import (at module level or inside a function)
 FORBIDDEN = {
-    "io": {"pipeline", "selfhvd", "restoration", "bench", "cli", "metrics", "flow", "models", "synth"},
-    "flow": {"pipeline", "selfhvd", "restoration", "bench", "cli"},
-    "metrics": {"pipeline", "selfhvd", "restoration", "bench", "cli"},
-    "models": {"pipeline", "selfhvd", "restoration", "bench", "cli"},
-    "util": {"io", "flow", "metrics", "models", "pipeline", "selfhvd", "restoration", "bench", "cli", "synth"},
-    "pipeline": {"selfhvd", "restoration", "bench", "cli"},
-    "synth": {"pipeline", "selfhvd", "restoration", "bench", "cli"},
-    "selfhvd": {"restoration", "bench", "cli"},
+    "io": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli", "metrics", "flow", "models", "synth"},
+    "flow": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
+    "metrics": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
+    "models": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
+    "util": {"io", "flow", "metrics", "models", "pipeline", "selfhvd", "restoration", "bench", "batch", "cli", "synth"},
+    "pipeline": {"selfhvd", "restoration", "bench", "batch", "cli"},
+    "synth": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
+    "selfhvd": {"restoration", "bench", "batch", "cli"},
+    "batch": {"selfhvd", "restoration", "bench", "cli"},
 }
 
 

@@ -78,10 +78,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
-def _output_options(p: argparse.ArgumentParser) -> None:
+def _output_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
+    """The options of every command that writes a video (`batch`: without -o, which the batch gives per video)."""
     from .io.encode import CODECS
 
-    p.add_argument("-o", "--output", required=True, type=Path, help="output video file, or a folder for a PNG sequence")
+    if not batch:
+        p.add_argument("-o", "--output", required=True, type=Path, help="output video file, or a folder for a PNG sequence")
     p.add_argument("--codec", help=f"output codec: {', '.join(CODECS)} (default h264, or AV1 in .webm)")
     lossy = {name: spec for name, spec in CODECS.items() if spec.crf is not None}
     p.add_argument("--crf", type=int, help=f"quality for {'/'.join(lossy)} (lower is better; defaults "
@@ -244,29 +246,14 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         "(audio, subtitles, timestamps and colour are kept; an interrupted run resumes when run again)",
     ])
     p.add_argument("input", type=Path, help="the blurry video")
-    p.add_argument("--budget", help="training budget: steps (800; default 300 steps: the same output on any machine, idle or "
-                                    "busy) or a time (5m, 90s, 1h: as many steps as fit, so the output depends on the machine "
-                                    "and its load)")
-    p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch, or the SelfHVD "
-                                               "authors' BasicVSR++ checkpoint (.pth)")
-    p.add_argument("--adapt", type=_int_at_least(0), default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
-    p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
-    _training_options(p)
+    _deblur_options(p)
     _output_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .selfhvd.deblur import DEFAULT_BUDGET, deblur
-        from .selfhvd.train import Budget
+        from .selfhvd.deblur import deblur
 
-        if args.adapt and args.model is None:
-            raise VidrestoreError("--adapt needs --model (without a model, deblur trains on the input anyway)")
-        report = deblur(args.input, args.output, model=args.model, adapt_steps=args.adapt,
-                        budget=Budget.parse(args.budget) if args.budget else DEFAULT_BUDGET,
-                        settings=_train_settings(args), analysis=_analysis_settings(args), encode=_encode_settings(args),
-                        device=args.device, tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir,
-                        segment_frames=args.segment_frames, progress=not args.quiet, drop_subtitles=args.drop_subtitles,
-                        image_fps=args.fps)
+        report = deblur(args.input, args.output, progress=not args.quiet, **_deblur_settings(args, _encode_settings(args)))
         s = report.selection
         print(f"{args.input}: {s['sharp_frames']} of {s['frames']} frames sharp ({s['sharp_share']:.0%})")
         if report.training:
@@ -276,6 +263,30 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(handler=run, resumes=True)
+
+
+def _deblur_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", help="training budget: steps (800; default 300 steps: the same output on any machine, idle or "
+                                    "busy) or a time (5m, 90s, 1h: as many steps as fit, so the output depends on the machine "
+                                    "and its load)")
+    p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch, or the SelfHVD "
+                                               "authors' BasicVSR++ checkpoint (.pth)")
+    p.add_argument("--adapt", type=_int_at_least(0), default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
+    p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
+    _training_options(p)
+
+
+def _deblur_settings(args: argparse.Namespace, encode) -> dict:
+    """`deblur`'s keyword arguments but input, output and progress."""
+    from .selfhvd.deblur import DEFAULT_BUDGET
+    from .selfhvd.train import Budget
+
+    if args.adapt and args.model is None:
+        raise VidrestoreError("--adapt needs --model (without a model, deblur trains on the input anyway)")
+    return dict(model=args.model, adapt_steps=args.adapt, budget=Budget.parse(args.budget) if args.budget else DEFAULT_BUDGET,
+                settings=_train_settings(args), analysis=_analysis_settings(args), encode=encode, device=args.device,
+                tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+                drop_subtitles=args.drop_subtitles, image_fps=args.fps)
 
 
 @_subcommand
@@ -338,6 +349,17 @@ def _demo_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _restore_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--stage", action="append", default=[], metavar="NAME[:K=V,...]",
+                   help="a stage to apply (repeatable, applied in order); `vidrestore stages` lists them")
+
+
+def _restore_stages(args: argparse.Namespace) -> list:
+    from .pipeline import create_stage
+
+    return [create_stage(spec) for spec in args.stage]
+
+
 @_subcommand
 def _restore_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "restore", "run a list of stages over a video (no stages: a faithful re-encode)", [
@@ -348,17 +370,15 @@ def _restore_command(sub: argparse._SubParsersAction) -> None:
         "(an interrupted run resumes when the same command is run again)",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
-    p.add_argument("-s", "--stage", action="append", default=[], metavar="NAME[:K=V,...]",
-                   help="a stage to apply (repeatable, applied in order); `vidrestore stages` lists them")
+    _restore_options(p)
     _output_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import create_stage, restore
+        from .pipeline import restore
 
-        stages = [create_stage(spec) for spec in args.stage]
         result = restore(
-            args.input, args.output, stages, _encode_settings(args),
+            args.input, args.output, _restore_stages(args), _encode_settings(args),
             overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
             progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
         )
@@ -390,21 +410,14 @@ def _stabilize_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore stabilize shaky.mp4 -o steady.mkv --border black  # original scale; black where the frame moved away",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
-    p.add_argument("--crop", type=float, default=0.15,
-                   help="crop budget: share of each side the picture may lose (default 0.15, vid.stab's default zoom)")
-    p.add_argument("--smoother", choices=["l1", "gauss"], default="l1",
-                   help="camera path: l1 = L1-optimal (LP, still/pan/smooth pieces), gauss = Gaussian low-pass (default l1)")
-    p.add_argument("--border", choices=["crop", "black", "reflect"], default="crop",
-                   help="crop = crop and zoom to full size (no border); black/reflect = keep the original scale (default crop)")
-    p.add_argument("--sigma", type=float, default=15.0, help="Gaussian path sigma in frames (gauss, and the L1 fallback; default 15)")
+    _stabilize_options(p)
     _output_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
         from .pipeline import restore
-        from .restoration.stabilize import Stabilize
 
-        stage = Stabilize(args.crop, args.smoother, args.border, args.sigma)
+        [stage] = _stabilize_stages(args)
         result = restore(
             args.input, args.output, [stage], _encode_settings(args),
             overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
@@ -418,6 +431,22 @@ def _stabilize_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run, resumes=True)
 
 
+def _stabilize_stages(args: argparse.Namespace) -> list:
+    from .restoration.stabilize import Stabilize
+
+    return [Stabilize(args.crop, args.smoother, args.border, args.sigma)]
+
+
+def _stabilize_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crop", type=float, default=0.15,
+                   help="crop budget: share of each side the picture may lose (default 0.15, vid.stab's default zoom)")
+    p.add_argument("--smoother", choices=["l1", "gauss"], default="l1",
+                   help="camera path: l1 = L1-optimal (LP, still/pan/smooth pieces), gauss = Gaussian low-pass (default l1)")
+    p.add_argument("--border", choices=["crop", "black", "reflect"], default="crop",
+                   help="crop = crop and zoom to full size (no border); black/reflect = keep the original scale (default crop)")
+    p.add_argument("--sigma", type=float, default=15.0, help="Gaussian path sigma in frames (gauss, and the L1 fallback; default 15)")
+
+
 @_subcommand
 def _deflicker_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "deflicker", "remove flicker: film exposure flicker, or (with --guide) flicker a per-frame process added", [
@@ -426,23 +455,15 @@ def _deflicker_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore deflicker filtered.mp4 --guide original.mp4 -o out.mkv --radius 5",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images (with --guide: the processed video)")
-    p.add_argument("--guide", type=Path,
-                   help="the original the input was processed from, frame for frame: remove the flicker the processing added")
-    p.add_argument("--window", type=float, default=1.0, help="without --guide: seconds of the reference tone's running median (default 1)")
-    p.add_argument("--radius", type=_int_at_least(1), default=3, help="with --guide: frames each side averaged along the motion (default 3)")
+    _deflicker_options(p)
     _output_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
         from .pipeline import restore
-        from .restoration.deflicker import Deflicker, GuidedDeflicker
 
-        if args.guide is None:
-            stage = Deflicker(args.window)
-        else:
-            stage = GuidedDeflicker(args.guide, args.radius)
         result = restore(
-            args.input, args.output, [stage], _encode_settings(args),
+            args.input, args.output, _deflicker_stages(args), _encode_settings(args),
             overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
             progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
         )
@@ -450,6 +471,113 @@ def _deflicker_command(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(handler=run, resumes=True)
+
+
+def _deflicker_stages(args: argparse.Namespace) -> list:
+    from .restoration.deflicker import Deflicker, GuidedDeflicker
+
+    return [Deflicker(args.window) if args.guide is None else GuidedDeflicker(args.guide, args.radius)]
+
+
+def _deflicker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guide", type=Path,
+                   help="the original the input was processed from, frame for frame: remove the flicker the processing added")
+    p.add_argument("--window", type=float, default=1.0, help="without --guide: seconds of the reference tone's running median (default 1)")
+    p.add_argument("--radius", type=_int_at_least(1), default=3, help="with --guide: frames each side averaged along the motion (default 3)")
+
+
+def _stage_job(name: str, stages: Callable[[argparse.Namespace], list]) -> Callable[[argparse.Namespace], object]:
+    """A batch job builder for a command that runs stages through `restore`."""
+
+    def make(args: argparse.Namespace) -> object:
+        from .batch import RestoreJob
+        from .io.encode import EncodeSettings
+
+        return RestoreJob(name, tuple(stages(args)), EncodeSettings(args.codec, args.crf, args.preset), args.overwrite,
+                          args.work_dir, args.segment_frames, args.drop_subtitles, args.fps)
+
+    return make
+
+
+def _deblur_job(args: argparse.Namespace) -> object:
+    from .batch import CallJob
+    from .io.encode import EncodeSettings
+    from .selfhvd.deblur import deblur
+
+    return CallJob("deblur", deblur, _deblur_settings(args, EncodeSettings(args.codec, args.crf, args.preset)))
+
+
+# The commands `batch` runs on every video: name -> (its options, the job its options make).
+BATCH_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], object]]] = {
+    "restore": (_restore_options, _stage_job("restore", _restore_stages)),
+    "stabilize": (_stabilize_options, _stage_job("stabilize", _stabilize_stages)),
+    "deflicker": (_deflicker_options, _stage_job("deflicker", _deflicker_stages)),
+    "deblur": (_deblur_options, _deblur_job),
+}
+
+
+def _batch_command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of COMMAND's options inside `vidrestore batch` (its own options, no input or -o)."""
+    p = _Parser(prog=f"vidrestore batch INPUTS... -o OUTDIR {name}", description=f"the options of `{name}`, applied to every video")
+    BATCH_COMMANDS[name][0](p)
+    _output_options(p, batch=True)
+    _common(p)
+    return p
+
+
+@_subcommand
+def _batch_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "batch", f"run a restoring command ({', '.join(BATCH_COMMANDS)}) over many videos, locally or on a Ray cluster", [
+        "vidrestore batch clips/ -o steady/ stabilize --crop 0.1            # every video in clips/, one per CPU",
+        "vidrestore batch 'reel/**/*.mov' list.txt -o out/ --jobs 2 restore -s unsharp",
+        "vidrestore batch clips/ -o out/ --engine ray deflicker             # a Ray instance on this machine",
+        "vidrestore batch /shared/in/ -o /shared/out/ --engine ray --address head:6379 --gpus 1 deblur --work-dir /shared/work",
+        "vidrestore batch clips/ -o steady/ stabilize --help                # the command's options",
+        "(run it again after an interruption: finished videos are kept, the others resume)",
+    ])
+    p.usage = "vidrestore batch INPUTS... -o OUTDIR [--engine local|ray] [--jobs N] [ray options] COMMAND [command options]"
+    p.add_argument("inputs", nargs="+", metavar="INPUTS",
+                   help="video files, folders (their video files), glob patterns, or .txt/.lst files listing them one a line")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder: OUTDIR/NAME for each input")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: a process pool on this machine (default); ray: a Ray cluster (pip install 'vidrestore[distributed]')")
+    p.add_argument("--jobs", type=_int_at_least(1), help="tasks at once (default: local, one per CPU; ray, as the cluster's resources allow)")
+    ray = p.add_argument_group("ray options")
+    ray.add_argument("--address", help="join this Ray cluster (host:port, or auto) instead of starting Ray on this machine")
+    ray.add_argument("--cpus", type=float, help="CPUs each task requests (default 1)")
+    ray.add_argument("--gpus", type=float, help="GPUs each task requests (default 0; e.g. 1 for deblur --device cuda)")
+    ray.add_argument("--retries", type=_int_at_least(0), help="times a task runs again when its worker dies (default 3)")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .batch import create_engine, expand_inputs, run_batch
+
+        job = BATCH_COMMANDS[args.batch_command][1](args.command_options)
+        ray_options = {k: getattr(args, k) for k in ("address", "cpus", "gpus", "retries") if getattr(args, k) is not None}
+        if args.engine != "ray" and ray_options:
+            raise VidrestoreError(f"--{', --'.join(ray_options)}: only for --engine ray")
+        engine = create_engine(args.engine, jobs=args.jobs, **ray_options)
+        result = run_batch(expand_inputs(args.inputs), args.output, job, engine, progress=not args.quiet)
+        print(result.table())
+        return 1 if result.failed else 0
+
+    p.set_defaults(handler=run, resumes=True)
+
+
+def _parse_batch(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`batch INPUTS... [options] COMMAND [command options]`: split at the first COMMAND, parse each side."""
+    at = next((i for i, tok in enumerate(argv) if i > 1 and tok in BATCH_COMMANDS), None)
+    if at is None:
+        if len(argv) == 1 or "-h" in argv or "--help" in argv:
+            parser.parse_args(["batch", "--help"])
+        parser.exit(2, f"vidrestore: error: vidrestore batch: name the COMMAND to run after the inputs and options: "
+                       f"{', '.join(BATCH_COMMANDS)} (see `vidrestore batch --help`)\n")
+    args = parser.parse_args(argv[:at])
+    args.batch_command = argv[at]
+    args.command_options = _batch_command_parser(argv[at]).parse_args(argv[at + 1:])
+    args.quiet |= args.command_options.quiet
+    args.debug |= args.command_options.debug
+    return args
 
 
 def _noise_levels(text: str) -> tuple[float, float]:
@@ -650,7 +778,8 @@ def _bench_command(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn every expected failure into one line on stderr."""
     parser = build_parser()
-    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
+    argv = _attach_negative_values(sys.argv[1:] if argv is None else argv)
+    args = _parse_batch(parser, argv) if argv[:1] == ["batch"] else parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
