@@ -294,22 +294,29 @@ def _train_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "train", "self-supervised training on your own unlabelled handheld videos; writes a model file", [
         "vidrestore train clips/*.mp4 -o phone.safetensors --budget 2h",
         "vidrestore deblur new.mp4 -o new_sharp.mp4 --model phone.safetensors --adapt 200",
+        "vidrestore train clips/*.mp4 -o phone.safetensors --budget 5000 --nproc 2       # data-parallel, 2 processes",
+        "torchrun --nproc-per-node 4 --no-python vidrestore train clips/*.mp4 -o phone.safetensors --device cuda",
     ])
     p.add_argument("videos", type=Path, nargs="+", help="handheld videos (each needs some sharp frames)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
     p.add_argument("--budget", default="30m", help="training budget: minutes (30m), hours (2h) or steps (5000); default 30m")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.add_argument("--work-dir", type=Path, help="where analyses and training state are kept (default ~/.cache/vidrestore)")
+    p.add_argument("--nproc", type=_int_at_least(1), default=1,
+                   help="data-parallel processes (torch.distributed: gloo on the CPU, NCCL with one GPU each); the batch is "
+                        "shared among them (default 1; under torchrun, the processes it started)")
     _training_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .selfhvd.deblur import train_videos
+        from .selfhvd.ddp import train_parallel
         from .selfhvd.train import Budget
 
-        info = train_videos(args.videos, args.output, budget=Budget.parse(args.budget), settings=_train_settings(args),
-                            analysis=_analysis_settings(args), device=args.device, overwrite=args.overwrite,
-                            work_dir=args.work_dir, progress=not args.quiet)
+        info = train_parallel(args.videos, args.output, args.nproc, budget=Budget.parse(args.budget), settings=_train_settings(args),
+                              analysis=_analysis_settings(args), device=args.device, overwrite=args.overwrite,
+                              work_dir=args.work_dir, progress=not args.quiet)
+        if info is None:  # a rank of several but the first: the first reports
+            return 0
         print(f"wrote {args.output}: {info['steps']} steps in {info['train_seconds']:.0f} s on {info['device']}")
         return 0
 

@@ -51,6 +51,7 @@ from torch import nn
 from ..errors import VidrestoreError
 from ..models import create_model
 from ..util.progress import progress_bar
+from . import ddp
 from .analysis import VideoAnalysis
 from .sampling import Batch, Sampler
 
@@ -74,6 +75,8 @@ class TrainSettings:
         rscr_prob: probability that RSCR replaces a sharp frame of the window.
         sis_coverage: least label coverage for SIS to keep an aligned sharp label.
         crop, batch, lr, seed: crops per step and their side, peak learning rate, random seed.
+        processes: data-parallel processes that train together, each on batch / processes crops
+            a step (`vidrestore.selfhvd.ddp`); 1: this process alone.
     """
 
     model: str = "unet"
@@ -89,12 +92,15 @@ class TrainSettings:
     batch: int = 8
     lr: float = 2e-4
     seed: int = 0
+    processes: int = 1
 
     def check(self) -> None:
         if self.recipe not in ("selfhvd", "ren"):
             raise VidrestoreError(f"unknown training recipe {self.recipe!r}; choose selfhvd or ren")
         if not 0 < self.stage1_share <= 1 or not 0 <= self.rscr_prob <= 1 or self.crop < 16 or self.batch < 1:
             raise VidrestoreError("training needs 0 < stage1_share <= 1, 0 <= rscr_prob <= 1, crop >= 16, batch >= 1")
+        if self.processes < 1 or self.batch % self.processes:
+            raise VidrestoreError(f"a batch of {self.batch} crops cannot be shared evenly by {self.processes} processes")
 
     @property
     def two_stages(self) -> bool:
@@ -110,13 +116,13 @@ class Budget:
 
     @staticmethod
     def parse(text: str) -> Budget:
-        """"800" or "800steps" (steps), "5m"/"5min", "90s", "1.5h" (time)."""
+        """"800" or "800steps" (steps; "0": no training), "5m"/"5min", "90s", "1.5h" (time)."""
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|s|sec|m|min|h)?\s*", str(text))
         if not m:
             raise VidrestoreError(f"not a training budget: {text!r} (use e.g. 5m, 90s, 1h or 800 for steps)")
         value, unit = float(m.group(1)), m.group(2) or "steps"
-        if value <= 0:
-            raise VidrestoreError(f"training budget must be positive, not {text!r}")
+        if value < 0 or (value == 0 and not unit.startswith("step")):
+            raise VidrestoreError(f"training budget must be positive (or 0 steps), not {text!r}")
         if unit.startswith("step"):
             return Budget(steps=int(value))
         return Budget(minutes=value * {"s": 1 / 60, "sec": 1 / 60, "m": 1, "min": 1, "h": 60}[unit])
@@ -249,22 +255,29 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
         progress: progress bar.
     """
     settings.check()
+    if settings.processes != ddp.world():
+        raise VidrestoreError(f"training set for {settings.processes} processes runs in {ddp.world()} "
+                              "(start it with `vidrestore train --nproc N` or under torchrun)")
     device = torch.device(device)
     torch.manual_seed(settings.seed)
     model = copy.deepcopy(init) if init is not None else create_model(settings.model, **settings.model_config)
     model.to(device, memory_format=torch.channels_last).train()  # about 20 % faster per step on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(settings.seed if ddp.rank() == 0 else [settings.seed, ddp.rank()])
+    net = nn.parallel.DistributedDataParallel(model) if ddp.active() else model
+    curve = [[0.0, 0] for _ in range(10)]  # sum and count of the loss over each tenth of the budget
     sampler = Sampler(analyses, model.radius, model.aligned_input, model.outputs, settings.crop, settings.recipe, rng)
     anchor: nn.Module | None = None
     step, elapsed, stage1_steps, loss_ema = 0, 0.0, 0, None
     state_path = Path(state_dir) / "train_state.pt" if state_dir is not None else None
-    st = _load_state(state_path, device) if state_path is not None and state_path.exists() else None
+    st = _load_state(state_path, device) if ddp.rank() == 0 and state_path is not None and state_path.exists() else None
+    st = ddp.broadcast(st)
     if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        rng.bit_generator.state = st["rng"]
+        rng.bit_generator.state = st["rng"][ddp.rank()] if ddp.active() else st["rng"]
         step, elapsed, stage1_steps, loss_ema = st["step"], st["elapsed"], st["stage1_steps"], st["loss_ema"]
+        curve = st.get("curve", curve)
         if st["anchor"] is not None:
             anchor = copy.deepcopy(model)
             anchor.load_state_dict(st["anchor"])
@@ -276,10 +289,11 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
     last_save = time.perf_counter()
 
     def save() -> None:
-        if state_path is not None:
-            _save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+        rngs = ddp.gather(rng.bit_generator.state) if ddp.active() else rng.bit_generator.state
+        if state_path is not None and ddp.rank() == 0:
+            _save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rngs,
                                      "step": step, "elapsed": elapsed, "stage1_steps": stage1_steps, "loss_ema": loss_ema,
-                                     "anchor": anchor.state_dict() if anchor is not None else None})
+                                     "anchor": anchor.state_dict() if anchor is not None else None, "curve": curve})
 
     try:
         while True:
@@ -293,15 +307,15 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
                 save()
             for g in opt.param_groups:
                 g["lr"] = learning_rate(settings.lr, frac)
-            batch = _tensors(sampler.batch(settings.batch, settings.rscr_prob if (stage2 and settings.sevd) else 0.0), device, rng)
+            batch = _tensors(sampler.batch(settings.batch // settings.processes, settings.rscr_prob if (stage2 and settings.sevd) else 0.0), device, rng)
             x, nf, pf, prior = batch["inputs"], batch["next_flow"], batch["prev_flow"], batch["prior"]
             if not stage2:
-                loss = masked_l1(model(x, nf, pf, prior), batch["label"], batch["mask"])
+                loss = masked_l1(net(x, nf, pf, prior), batch["label"], batch["mask"])
                 stage1_steps += 1
             else:
                 clean = batch["clean"] if batch["clean"] is not None else x
                 clean_prior = batch["clean_prior"] if batch["clean"] is not None else prior
-                out = model(x, nf, pf, prior)
+                out = net(x, nf, pf, prior)
                 if settings.sevd:
                     with torch.no_grad():
                         own = model(clean, nf, pf, clean_prior)
@@ -317,19 +331,23 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
             loss.backward()
             opt.step()
             step += 1
-            dt = time.perf_counter() - t0
+            dt = ddp.maximum(time.perf_counter() - t0)
             elapsed += dt
-            value = loss.item()
+            value = ddp.mean(loss.item())
+            curve[min(9, int(frac * 10))][0] += value
+            curve[min(9, int(frac * 10))][1] += 1
             loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
             bar.update(1 if budget.steps is not None else min(dt, max(0.0, total - bar.n)))
             bar.set_postfix(loss=f"{loss_ema:.4f}", stage=2 if stage2 else 1)
-            if time.perf_counter() - last_save > CHECKPOINT_S:
+            if ddp.agree(time.perf_counter() - last_save > CHECKPOINT_S):
                 save()
                 last_save = time.perf_counter()
     finally:
         bar.close()
+    ddp.check_in_step(model)
     save()
     info = {"recipe": asdict(settings), "budget": str(budget), "steps": step, "stage1_steps": stage1_steps,
-            "train_seconds": round(elapsed, 1), "loss": loss_ema, "device": str(device)}
+            "train_seconds": round(elapsed, 1), "loss": loss_ema, "device": str(device),
+            "loss_curve": [total / n if n else None for total, n in curve]}
     return model.eval(), info
 
