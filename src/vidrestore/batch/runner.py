@@ -112,10 +112,11 @@ def run_batch(videos: Sequence[Path], outdir: str | Path, job: Job, engine: Engi
             continue
         try:
             s.frames = probe(v.input).frame_count
+            kind = "prepare" if job.splits(v.output, s.frames) else "video"
         except VidrestoreError as err:
             v.status, v.reason = "failed", str(err)
             continue
-        queue.append(Task("prepare" if job.splits(v.output, s.frames) else "video", job, v.input, v.output))
+        queue.append(Task(kind, job, v.input, v.output))
     by_input = {s.outcome.input: s for s in state}
     total = sum(s.frames for s in state if s.outcome.status == "waiting")
     todo = sum(1 for s in state if s.outcome.status == "waiting")
