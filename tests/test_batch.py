@@ -158,3 +158,23 @@ def test_killed_ray_worker_does_not_stop_the_batch(ray_cluster, videos, tmp_path
                                                                     progress=False).output)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_split_restore_resumes_from_the_segments_already_rendered(videos, reference, tmp_path):
+    """A segment rendered by an interrupted batch is kept (and a damaged one rendered again); the output is restore's."""
+    from vidrestore.pipeline.split import SegmentedRestore
+
+    video = videos[0][0]
+    split = SegmentedRestore(video, tmp_path / video.name, (create_stage("unsharp"),), segment_frames=SEGMENT,
+                             work_dir=tmp_path / "work")
+    assert split.prepare() == [0, 1, 2]
+    assert split.render(1, last=False) == SEGMENT and split.render(2, last=True) == FRAMES - 2 * SEGMENT
+    assert split.prepare() == [0]  # another run: only the missing segment
+    [seg2] = (tmp_path / "work").glob("jobs/*/seg_00002.mkv")
+    seg2.write_bytes(seg2.read_bytes()[:-10])
+    assert split.prepare() == [0, 2]
+    for i in (0, 2):
+        split.render(i, last=i == 2)
+    assert split.join().frames == FRAMES
+    assert content(tmp_path / video.name) == reference[video.name]
+    assert not list((tmp_path / "work").glob("jobs/*"))

@@ -53,8 +53,7 @@ class SegmentedRestore:
         if p.png:
             raise VidrestoreError("a PNG-sequence output is written frame by frame, not in segments", self.output)
         in_hash = content_hash(self.input)
-        root = Path(self.work_dir) if self.work_dir is not None else default_work_dir()
-        return p, open_job(self.input, self.output, p, self.stages, root, self.segment_frames, in_hash), in_hash
+        return p, open_job(self.input, self.output, p, self.stages, self._root(), self.segment_frames, in_hash), in_hash
 
     def _root(self) -> Path:
         return Path(self.work_dir) if self.work_dir is not None else default_work_dir()
