@@ -1,8 +1,9 @@
 """Where a batch's tasks run: engines in a registry ("local": a process pool; "ray": a Ray cluster).
 
 An engine takes `Task`s and hands back `TaskResult`s; it knows nothing of videos. A worker that
-dies is the engine's business: Ray runs the task again (`retries` times), the local pool reports
-it as that task's failure.
+dies is the engine's business: Ray runs the task again (`retries` times); the local pool cannot
+go on without it (Python's process pool breaks), so every video still in flight or waiting is
+reported failed with that reason, and running the batch again resumes them.
 """
 
 from __future__ import annotations
