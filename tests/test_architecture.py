@@ -12,15 +12,17 @@ from conftest import ROOT
 SRC = ROOT / "src" / "vidrestore"
 # room -> rooms it must never import (at module level or inside a function)
 FORBIDDEN = {
-    "io": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli", "metrics", "flow", "models", "synth"},
-    "flow": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
-    "metrics": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
-    "models": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
-    "util": {"io", "flow", "metrics", "models", "pipeline", "selfhvd", "restoration", "bench", "batch", "cli", "synth"},
-    "pipeline": {"selfhvd", "restoration", "bench", "batch", "cli"},
-    "synth": {"pipeline", "selfhvd", "restoration", "bench", "batch", "cli"},
-    "selfhvd": {"restoration", "bench", "batch", "cli"},
-    "batch": {"selfhvd", "restoration", "bench", "cli"},
+    "io": {"pipeline", "selfhvd", "restoration", "bench", "batch", "report", "cli", "metrics", "flow", "models", "synth"},
+    "flow": {"pipeline", "selfhvd", "restoration", "bench", "batch", "report", "cli"},
+    "metrics": {"pipeline", "selfhvd", "restoration", "bench", "batch", "report", "cli"},
+    "models": {"pipeline", "selfhvd", "restoration", "bench", "batch", "report", "cli"},
+    "util": {"io", "flow", "metrics", "models", "pipeline", "selfhvd", "restoration", "bench", "batch", "report", "cli",
+             "synth"},
+    "pipeline": {"selfhvd", "restoration", "bench", "batch", "report", "cli"},
+    "synth": {"pipeline", "selfhvd", "restoration", "bench", "batch", "report", "cli"},
+    "selfhvd": {"restoration", "bench", "batch", "report", "cli"},
+    "batch": {"selfhvd", "restoration", "bench", "report", "cli"},
+    "report": {"bench", "batch", "cli"},  # reads finished jobs (records, videos, cached analyses); nothing below knows it
 }
 
 

@@ -95,6 +95,36 @@ def _output_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
                    help=f"frames per resumable segment (default {DEFAULT_SEGMENT_FRAMES})")
     p.add_argument("--drop-subtitles", action="store_true", help="leave out subtitle tracks the output container cannot hold")
     p.add_argument("--fps", type=_fraction, help="frame rate of an image-folder input (default 25)")
+    if not batch:
+        p.add_argument("--report", type=Path, metavar="PATH.html",
+                       help="also write a self-contained HTML report of the job (later: `vidrestore report OUTPUT`)")
+
+
+def _check_report(args: argparse.Namespace) -> None:
+    """Refuse a bad --report path before any work."""
+    if args.report is not None:
+        from .report import check_report_path
+
+        check_report_path(args.report, [args.input, args.output])
+
+
+def _keep_record(args: argparse.Namespace, record) -> None:
+    """Keep the finished job's record for `vidrestore report`, and write its report when --report asks."""
+    from .report import save_record, write_report
+
+    save_record(record, args.work_dir)
+    if args.report is not None:
+        write_report(record, args.report, progress=not args.quiet)
+        print(f"wrote report {args.report}")
+
+
+def _stage_record(args: argparse.Namespace, command: str, stages: list, result):
+    """The record of a command that ran `stages` through `restore`."""
+    from .report import restore_record
+
+    settings = {"stages": [{"name": s.name, **s.config()} for s in stages], "codec": args.codec, "crf": args.crf,
+                "preset": args.preset, "segment_frames": args.segment_frames}
+    return restore_record(command, args.input, result, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,8 +282,12 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         from .selfhvd.deblur import deblur
+        from .report import deblur_record
+        from .selfhvd import analyze_video
 
-        report = deblur(args.input, args.output, progress=not args.quiet, **_deblur_settings(args, _encode_settings(args)))
+        _check_report(args)
+        settings = _deblur_settings(args, _encode_settings(args))
+        report = deblur(args.input, args.output, progress=not args.quiet, **settings)
         s = report.selection
         print(f"{args.input}: {s['sharp_frames']} of {s['frames']} frames sharp ({s['sharp_share']:.0%})")
         if report.training:
@@ -261,6 +295,8 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
             print(f"trained {t['steps']} steps in {t['train_seconds']:.0f} s on {t['device']}")
         _report(report.result)
         return 0
+        analysis = analyze_video(args.input, settings["analysis"], work_dir=args.work_dir, progress=False)
+        _keep_record(args, deblur_record(args.input, report, settings, analysis.dir))
 
     p.set_defaults(handler=run, resumes=True)
 
@@ -351,6 +387,17 @@ def _demo_command(sub: argparse._SubParsersAction) -> None:
               f"({r.psnr_output_blurry - r.psnr_input_blurry:+.2f})")
         print(f"wrote {r.folder}/blurry.mkv (input), deblurred.mkv (output), gt.mkv (ground truth), "
               "side_by_side.mp4 (input | output | ground truth)")
+        from .report import deblur_record, save_record, write_report
+        from .selfhvd import analyze_video
+
+        blurry = r.folder / "blurry.mkv"
+        analysis = analyze_video(blurry, work_dir=args.work_dir, progress=False)
+        record = deblur_record(blurry, r.deblur, {"budget": args.budget or str(DEMO_BUDGET), "seed": args.seed,
+                                                  "device": args.device, "crop": 4}, analysis.dir,
+                               command="demo", ground_truth=r.folder / "gt.mkv")
+        save_record(record, args.work_dir)
+        report = write_report(record, r.folder / "report.html", progress=not args.quiet)
+        print(f"wrote the report {report}: open it in a browser (it works offline)")
         return 0
 
     p.set_defaults(handler=run)
@@ -384,12 +431,15 @@ def _restore_command(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from .pipeline import restore
 
+        _check_report(args)
+        stages = _restore_stages(args)
         result = restore(
-            args.input, args.output, _restore_stages(args), _encode_settings(args),
+            args.input, args.output, stages, _encode_settings(args),
             overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
             progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
         )
         _report(result)
+        _keep_record(args, _stage_record(args, "restore", stages, result))
         return 0
 
     p.set_defaults(handler=run, resumes=True)
@@ -424,6 +474,7 @@ def _stabilize_command(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from .pipeline import restore
 
+        _check_report(args)
         [stage] = _stabilize_stages(args)
         result = restore(
             args.input, args.output, [stage], _encode_settings(args),
@@ -433,6 +484,7 @@ def _stabilize_command(sub: argparse._SubParsersAction) -> None:
         _report(result)
         if stage.summary.get("note"):
             log.warning("note: camera path from the Gaussian smoother: %s", stage.summary["note"])
+        _keep_record(args, _stage_record(args, "stabilize", [stage], result))
         return 0
 
     p.set_defaults(handler=run, resumes=True)
@@ -469,12 +521,15 @@ def _deflicker_command(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from .pipeline import restore
 
+        _check_report(args)
+        stages = _deflicker_stages(args)
         result = restore(
-            args.input, args.output, _deflicker_stages(args), _encode_settings(args),
+            args.input, args.output, stages, _encode_settings(args),
             overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
             progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
         )
         _report(result)
+        _keep_record(args, _stage_record(args, "deflicker", stages, result))
         return 0
 
     p.set_defaults(handler=run, resumes=True)
@@ -662,6 +717,8 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", type=Path, help="write per-frame metrics here")
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--overwrite", action="store_true", help="replace existing --csv / --json files")
+    p.add_argument("--report", type=Path, metavar="PATH.html",
+                   help="with ground truth: also write an HTML report (per-frame PSNR/SSIM, before/after viewer)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--stabilization", action="store_true",
                       help="the output is a stabilized REFERENCE: stability, path jitter, cropping ratio, distortion, ITF")
@@ -678,6 +735,12 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
             raise VidrestoreError("--csv and --json name the same file", args.csv)
         for f in written:
             check_output(inputs, f, args.overwrite)
+        if args.report is not None:
+            from .report import check_report_path
+
+            if args.no_gt or args.stabilization or args.flicker:
+                raise VidrestoreError("--report compares with ground truth: leave out --no-gt, --stabilization and --flicker")
+            check_report_path(args.report, inputs)
         if args.stabilization or args.flicker:
             return _temporal_metrics(args)
 
@@ -696,8 +759,17 @@ def _metrics_command(sub: argparse._SubParsersAction) -> None:
             from .selfhvd.report import sharpness_timeline
 
             sharp = sharpness_timeline(args.reference, progress=not args.quiet).sharp
+        t0 = time.perf_counter()
         report = evaluate_videos(args.output, args.reference, gt=not args.no_gt, labels=labels, crop=args.crop,
                                  lpips=lpips, sharp=sharp, progress=not args.quiet)
+        if args.report is not None:
+            from .report import JobRecord, write_report
+
+            reference = str(args.reference.absolute())
+            record = JobRecord("metrics", reference, str(args.output.absolute()), {"crop": args.crop},
+                               {"metrics": time.perf_counter() - t0}, ground_truth=reference)
+            write_report(record, args.report, progress=not args.quiet)
+            print(f"wrote report {args.report}")
         if args.csv:
             report.write_csv(args.csv)
         if args.json:
@@ -739,6 +811,29 @@ def _temporal_metrics(args: argparse.Namespace) -> int:
 
         atomic_write_text(args.json, json.dumps(scores, indent=1))
     return 0
+
+
+@_subcommand
+def _report_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "report", "write the HTML report of a finished job from the work directory (self-contained, opens offline)", [
+        "vidrestore report sharp.mp4 -o sharp.html           # the job that wrote sharp.mp4",
+        "vidrestore report steady.mp4 -o steady.html --frame 10 --frame 200 --work-dir /shared/work",
+    ])
+    p.add_argument("job", type=Path, metavar="JOB", help="the output video of a finished restore, stabilize, deflicker or deblur")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="PATH.html", help="the report to write")
+    p.add_argument("--frame", type=_int_at_least(0), action="append", metavar="N",
+                   help="a frame for the before/after viewer (repeatable; default: four spread over the video)")
+    p.add_argument("--work-dir", type=Path, help="the job's work directory (default ~/.cache/vidrestore)")
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .report import load_record, write_report
+
+        write_report(load_record(args.job, args.work_dir), args.output, args.frame, progress=not args.quiet)
+        print(f"wrote report {args.output}")
+        return 0
+
+    p.set_defaults(handler=run)
 
 
 @_subcommand

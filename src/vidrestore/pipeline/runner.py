@@ -55,6 +55,8 @@ class RestoreResult:
     seconds: float
     plan: str
     notes: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: "check", "analysis", "render", "mux"
+    analyses: dict[str, str] = field(default_factory=dict)  # two-pass stage name -> its cached analysis folder
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -63,13 +65,15 @@ def _disk_full(err: BaseException) -> bool:
 
 def run_analyses(
     stages: Sequence[Stage], reader: VideoReader, in_hash: str, work_root: Path, show_progress: bool
-) -> None:
-    """Run (or load from cache) the analysis pass of every two-pass stage, in order.
+) -> dict[str, str]:
+    """Run (or load from cache) the analysis pass of every two-pass stage, in order; returns each
+    two-pass stage's cache folder by stage name.
 
     Stage k's analysis sees the output of stages 0..k-1; its result is cached under a key of the
     input's content and the configuration of stages 0..k.
     """
     configs = [{"name": s.name, **s.config()} for s in stages]
+    folders: dict[str, str] = {}
     for k, stage in enumerate(stages):
         if not stage.two_pass:
             continue
@@ -89,6 +93,8 @@ def run_analyses(
                 bar.close()
             mark_complete(cache, _FORMAT_VERSION)
         stage.load(cache)
+        folders[stage.name] = str(cache)
+    return folders
 
 
 class _PngSegments:
@@ -157,10 +163,11 @@ def restore(
         raise VidrestoreError(f"segment_frames must be at least 1, not {segment_frames}")
     p = plan_restore(inp, out, encode, stages=stages, overwrite=overwrite, drop_subtitles=drop_subtitles, image_fps=image_fps)
     work_root = Path(work_dir) if work_dir is not None else default_work_dir()
+    phases = {"check": time.perf_counter() - t0}
     with output_lock(out):
         check_output(p.reads, out, overwrite, folder=p.png)  # again: another run may have finished it meanwhile
-        frames, segments, reused = _run(inp, out, p, stages, work_root, segment_frames, progress)
-    return RestoreResult(out, frames, segments, reused, time.perf_counter() - t0, p.plan.describe(), p.notes)
+        frames, segments, reused, analyses = _run(inp, out, p, stages, work_root, segment_frames, progress, phases)
+    return RestoreResult(out, frames, segments, reused, time.perf_counter() - t0, p.plan.describe(), p.notes, phases, analyses)
 
 
 def memory_needed(info: VideoInfo, stages: Sequence[Stage]) -> int:
@@ -259,8 +266,9 @@ def frame_source(reader: VideoReader, stages: Sequence[Stage], plan: OutputPlan,
 
 
 def _run(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_root: Path, segment_frames: int,
-         progress: bool) -> tuple[int, int, int]:
-    """The work of `restore` once its output is checked and locked; returns (frames, segments, segments reused)."""
+         progress: bool, phases: dict[str, float]) -> tuple[int, int, int, dict[str, str]]:
+    """The work of `restore` once its output is checked and locked; returns (frames, segments, segments reused,
+    analysis folders) and adds the seconds of each phase to `phases`."""
     info, plan, tracks = p.info, p.plan, p.tracks
     in_hash = content_hash(inp)
     job = open_job(inp, out, p, stages, work_root, segment_frames, in_hash)
@@ -268,18 +276,24 @@ def _run(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_roo
     try:
         reader = VideoReader(inp, info)
         reused = job.segments_done
-        run_analyses(stages, reader, in_hash, work_root, progress)
+        t = time.perf_counter()
+        analyses = run_analyses(stages, reader, in_hash, work_root, progress)
+        phases["analysis"] = time.perf_counter() - t
+        t = time.perf_counter()
         pngs = _PngSegments(out, plan.layout.depth) if p.png else None
         if pngs is not None:
             writing = out
         if not job.complete:
             _render(job, reader, stages, plan, pngs, progress)
         writing = out
+        phases["render"] = time.perf_counter() - t
+        t = time.perf_counter()
         if pngs is not None:
             pngs.finish(out)
         else:
             segments = [(job.segment_path(r.index), r.packet_pts) for r in job.records()]
             mux_output(segments, info, plan.time_base, plan.fps, out, tracks)
+        phases["mux"] = time.perf_counter() - t
         frames = int(job.manifest["frames"])
         total_segments = job.segments_done
         job.remove()
@@ -296,7 +310,7 @@ def _run(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_roo
         if isinstance(err, av.FFmpegError):
             raise VidrestoreError(f"writing failed ({err})", out) from None
         raise
-    return frames, total_segments, reused
+    return frames, total_segments, reused, analyses
 
 
 def _render(job: Job, reader: VideoReader, stages: Sequence[Stage], plan: OutputPlan,

@@ -26,7 +26,7 @@ from ..io import EncodeSettings, VideoReader, write_video
 from ..metrics.fidelity import psnr
 from ..synth.handheld import load_labels, synth_handheld
 from ..synth.shake import ShakeSettings
-from .deblur import deblur
+from .deblur import DeblurReport, deblur
 from .train import Budget
 
 DEMO_FRAMES = 48
@@ -44,6 +44,7 @@ class DemoResult:
     sharp_frames: int
     frames: int
     seconds: float
+    deblur: DeblurReport  # what `deblur` did (its render result, selection and training record)
 
 
 def photo_pan(frames: int = DEMO_FRAMES, size: tuple[int, int] = DEMO_SIZE, photo: np.ndarray | None = None) -> list[np.ndarray]:
@@ -76,7 +77,7 @@ def run_demo(folder: str | os.PathLike = "vidrestore-demo", *, budget: Budget = 
     clip = synth_handheld(sharp, out, ShakeSettings(seed=seed), overwrite=True, progress=progress)
     sharp.unlink()
     deblurred = out / "deblurred.mkv"
-    deblur(clip.blurry, deblurred, budget=budget, device=device, encode=EncodeSettings("ffv1"), overwrite=True,
+    report = deblur(clip.blurry, deblurred, budget=budget, device=device, encode=EncodeSettings("ffv1"), overwrite=True,
            work_dir=work_dir, progress=progress)
     labels = [f["sharp"] for f in load_labels(out)["frames"]]
     p_in, p_out = [], []
@@ -91,4 +92,4 @@ def run_demo(folder: str | os.PathLike = "vidrestore-demo", *, budget: Budget = 
     blurry = ~np.array(labels)
     p_in, p_out = np.array(p_in), np.array(p_out)
     return DemoResult(out, float(p_in.mean()), float(p_out.mean()), float(p_in[blurry].mean()), float(p_out[blurry].mean()),
-                      int(np.sum(labels)), len(labels), time.perf_counter() - t0)
+                      int(np.sum(labels)), len(labels), time.perf_counter() - t0, report)
