@@ -100,16 +100,17 @@ def _phases(phases: dict[str, float]) -> str:
 
 
 def _viewer(data: ReportData) -> str:
+    left = "reference" if data.record.command == "metrics" else "input"
     parts = []
     for p in data.picks:
         x, y, w, h = p.crop_box
         scaled = "" if p.before.shape[1] == data.probes["input"]["width"] else f" (downscaled to {p.before.shape[1]} px wide)"
         parts.append(
-            f'<h3>frame {p.index}</h3><p>Drag the slider: input on the left, output on the right{scaled}.</p>'
-            f'<div class="ba" id="viewer-{p.index}">{_jpeg(p.before, f"input frame {p.index}", "before")}'
+            f'<h3>frame {p.index}</h3><p>Drag the slider: {left} on the left, output on the right{scaled}.</p>'
+            f'<div class="ba" id="viewer-{p.index}">{_jpeg(p.before, f"{left} frame {p.index}", "before")}'
             f'{_jpeg(p.after, f"output frame {p.index}", "after")}<div class="line"></div>'
             f'<input type="range" min="0" max="100" value="50" aria-label="before/after position, frame {p.index}"></div>'
-            f'<div class="crops"><figure>{_png(p.crop_before, f"input crop, frame {p.index}")}<figcaption>input, full '
+            f'<div class="crops"><figure>{_png(p.crop_before, f"{left} crop, frame {p.index}")}<figcaption>{left}, full '
             f"resolution, {w}x{h} at ({x}, {y})</figcaption></figure><figure>{_png(p.crop_after, f'output crop, frame {p.index}')}"
             f"<figcaption>output, same pixels</figcaption></figure></div>")
     return "".join(parts)
