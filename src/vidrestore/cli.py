@@ -281,9 +281,9 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .selfhvd.deblur import deblur
         from .report import deblur_record
         from .selfhvd import analyze_video
+        from .selfhvd.deblur import deblur
 
         _check_report(args)
         settings = _deblur_settings(args, _encode_settings(args))
@@ -294,9 +294,9 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
             t = report.training
             print(f"trained {t['steps']} steps in {t['train_seconds']:.0f} s on {t['device']}")
         _report(report.result)
-        return 0
         analysis = analyze_video(args.input, settings["analysis"], work_dir=args.work_dir, progress=False)
         _keep_record(args, deblur_record(args.input, report, settings, analysis.dir))
+        return 0
 
     p.set_defaults(handler=run, resumes=True)
 
