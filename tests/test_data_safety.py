@@ -289,7 +289,7 @@ def untrained_model(tmp_path_factory):
 def test_deblur_honours_drop_subtitles(clip_factory, untrained_model, tmp_path):
     src, _, _ = clip_factory("subs.mkv", frames=6, subtitles=True)
     out = tmp_path / "out.mkv"
-    r = run_cli("deblur", src, "--model", untrained_model, "-o", out, "--drop-subtitles", "--work-dir", tmp_path / "w", "-q")
+    r = run_cli("deblur", src, "--model", untrained_model, "--budget", "0", "-o", out, "--drop-subtitles", "--work-dir", tmp_path / "w", "-q")
     assert r.returncode == 0, r.stderr
     with av.open(str(out)) as c:
         assert not c.streams.subtitles and len(c.streams.video) == 1
@@ -299,7 +299,7 @@ def test_deblur_honours_fps_of_an_image_folder(good, untrained_model, tmp_path):
     frames = tmp_path / "frames"
     assert run_cli("restore", good, "-o", frames).returncode == 0
     out = tmp_path / "out.mkv"
-    r = run_cli("deblur", frames, "--model", untrained_model, "-o", out, "--fps", "10", "--work-dir", tmp_path / "w", "-q")
+    r = run_cli("deblur", frames, "--model", untrained_model, "--budget", "0", "-o", out, "--fps", "10", "--work-dir", tmp_path / "w", "-q")
     assert r.returncode == 0, r.stderr
     assert decoded_times(out) == [Fraction(i, 10) for i in range(8)]
 

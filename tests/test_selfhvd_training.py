@@ -49,7 +49,8 @@ def test_budget_parsing():
     assert Budget.parse("800") == Budget(steps=800) and Budget.parse("800steps") == Budget(steps=800)
     assert Budget.parse("5m") == Budget(minutes=5) and Budget.parse("90s") == Budget(minutes=1.5)
     assert Budget.parse("1.5h") == Budget(minutes=90)
-    for bad in ("soon", "0", "-3m"):
+    assert Budget.parse("0") == Budget(steps=0)  # deblur: apply the model as it is
+    for bad in ("soon", "0m", "-3m"):
         with pytest.raises(VidrestoreError, match="budget"):
             Budget.parse(bad)
 
@@ -204,11 +205,11 @@ def test_train_cli_then_deblur_with_the_model_and_adaptation(shaky, clip_factory
     assert "left out of training" in r.stderr
     path, spec, _ = clip_factory("model_audio.mkv", codec="ffv1", pix_fmt="yuv444p", frames=12, audio=True, width=128, height=96)
     out = tmp_path / "applied.mkv"
-    r = run_cli("deblur", path, "-o", out, "--model", model, "--codec", "ffv1", "-q", "--work-dir", work)
+    r = run_cli("deblur", path, "-o", out, "--model", model, "--budget", "0", "--codec", "ffv1", "-q", "--work-dir", work)
     assert r.returncode == 0, r.stderr
     assert stream_packets(out, "audio") == stream_packets(path, "audio")
     assert probe(out).frame_count == spec.frames
-    r = run_cli("deblur", shaky.blurry, "-o", tmp_path / "adapted.mkv", "--model", model, "--adapt", "2", "-q", "--work-dir", work)
+    r = run_cli("deblur", shaky.blurry, "-o", tmp_path / "adapted.mkv", "--model", model, "--budget", "2", "-q", "--work-dir", work)
     assert r.returncode == 0, r.stderr
     assert "trained 2 steps" in r.stdout
 

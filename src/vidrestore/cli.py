@@ -271,7 +271,7 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore deblur shaky.mp4 -o sharp.mp4                      # train on the video itself (300 steps), then deblur",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 1000        # more training steps",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m         # as many steps as 10 minutes allow (varies with load)",
-        "vidrestore deblur shaky.mp4 -o sharp.mp4 --model phone.safetensors --adapt 200",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --model phone.safetensors --budget 0   # your model, as it is",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --model pretrain.pth --device cuda   # the SelfHVD authors' network",
         "(audio, subtitles, timestamps and colour are kept; an interrupted run resumes when run again)",
     ])
@@ -302,12 +302,12 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _deblur_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--budget", help="training budget: steps (800; default 300 steps: the same output on any machine, idle or "
-                                    "busy) or a time (5m, 90s, 1h: as many steps as fit, so the output depends on the machine "
-                                    "and its load)")
-    p.add_argument("--model", type=Path, help="a trained model (.safetensors) instead of training from scratch, or the SelfHVD "
-                                               "authors' BasicVSR++ checkpoint (.pth)")
-    p.add_argument("--adapt", type=_int_at_least(0), default=0, metavar="STEPS", help="with --model: fine-tune on the input first")
+    p.add_argument("--budget", help="training on the input: steps (800; default 300 steps: the same output on any machine, "
+                                    "idle or busy; 0: apply the model as it is) or a time (5m, 90s, 1h: as many steps as fit, "
+                                    "so the output depends on the machine and its load)")
+    p.add_argument("--model", default="scratch", help="the network training starts from: scratch (default: a fresh network), "
+                                                      "a trained model (.safetensors), or the SelfHVD authors' BasicVSR++ "
+                                                      "checkpoint (.pth)")
     p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
     _training_options(p)
 
@@ -317,9 +317,8 @@ def _deblur_settings(args: argparse.Namespace, encode) -> dict:
     from .selfhvd.deblur import DEFAULT_BUDGET
     from .selfhvd.train import Budget
 
-    if args.adapt and args.model is None:
-        raise VidrestoreError("--adapt needs --model (without a model, deblur trains on the input anyway)")
-    return dict(model=args.model, adapt_steps=args.adapt, budget=Budget.parse(args.budget) if args.budget else DEFAULT_BUDGET,
+    return dict(model=None if args.model == "scratch" else args.model,
+                budget=Budget.parse(args.budget) if args.budget else DEFAULT_BUDGET,
                 settings=_train_settings(args), analysis=_analysis_settings(args), encode=encode, device=args.device,
                 tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
                 drop_subtitles=args.drop_subtitles, image_fps=args.fps)
@@ -329,7 +328,7 @@ def _deblur_settings(args: argparse.Namespace, encode) -> dict:
 def _train_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "train", "self-supervised training on your own unlabelled handheld videos; writes a model file", [
         "vidrestore train clips/*.mp4 -o phone.safetensors --budget 2h",
-        "vidrestore deblur new.mp4 -o new_sharp.mp4 --model phone.safetensors --adapt 200",
+        "vidrestore deblur new.mp4 -o new_sharp.mp4 --model phone.safetensors --budget 200",
         "vidrestore train clips/*.mp4 -o phone.safetensors --budget 5000 --nproc 2       # data-parallel, 2 processes",
         "torchrun --nproc-per-node 4 --no-python vidrestore train clips/*.mp4 -o phone.safetensors --device cuda",
     ])

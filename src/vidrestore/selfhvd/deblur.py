@@ -2,8 +2,8 @@
 
 * `deblur(IN, OUT)`: analyse IN, train a network on IN alone within a budget, deblur every
   frame of IN through the resumable pipeline (audio, timestamps and colour kept);
-* `deblur(IN, OUT, model=PATH, adapt_steps=N)`: apply a trained model, fine-tuned on IN first
-  when N > 0;
+* `deblur(IN, OUT, model=PATH)`: start from a trained model instead, adapted to IN for the
+  budget (`budget=Budget(steps=0)`: applied as it is);
 * `train_videos(VIDEOS, OUT_MODEL)`: dataset-level self-supervised training on a user's
   unlabelled videos (the paper's setting).
 
@@ -77,7 +77,6 @@ def deblur(
     output: str | os.PathLike,
     *,
     model: str | os.PathLike | None = None,
-    adapt_steps: int = 0,
     budget: Budget = DEFAULT_BUDGET,
     settings: TrainSettings = TrainSettings(),
     analysis: AnalysisSettings = AnalysisSettings(),
@@ -96,11 +95,12 @@ def deblur(
 
     Args:
         input, output: video paths (output: any container/codec `restore` writes).
-        model: a trained model (.safetensors from `train_videos` or `vidrestore train`); None
-            trains one on `input`.
-        adapt_steps: with `model`, fine-tune it on `input` for this many steps first.
-        budget: training budget when no model is given (steps by default, so that the result does
-            not depend on the machine's speed or load; a time budget trains as many steps as fit).
+        model: the network to start from: a trained model (.safetensors from `train_videos` or
+            `vidrestore train`) or the SelfHVD authors' checkpoint (.pth); None (the default)
+            trains one on `input` from scratch.
+        budget: training on `input`: adapting `model` to it, or from scratch (steps by default, so
+            that the result does not depend on the machine's speed or load; a time budget trains
+            as many steps as fit; 0 steps applies `model` as it is).
         settings: the training recipe.
         analysis: sharp-frame selection and flow settings.
         encode: output codec settings.
@@ -109,6 +109,8 @@ def deblur(
         overwrite, work_dir, segment_frames, progress, drop_subtitles, image_fps: as for `vidrestore.restore`.
     """
     dev = resolve_device(device)
+    if model is None and budget.steps == 0:
+        raise VidrestoreError("training from scratch needs a budget above 0 steps (0 applies a given model as it is)")
     src = Path(input)
     given = load_checkpoint(model, dev) if model is not None else None
     plan_restore(src, output, encode, overwrite=overwrite, drop_subtitles=drop_subtitles, image_fps=image_fps)
@@ -119,11 +121,12 @@ def deblur(
     stage: Stage
     if given is not None:
         net, info = given
-        if adapt_steps > 0 and problem is None:
+        adapt = budget.steps != 0
+        if adapt and problem is None:
             net, training = trained_model([a], TrainSettings(**{**asdict(settings), "model": info["model"],
                                                                 "model_config": info["config"]}),
-                                          Budget(steps=adapt_steps), work_dir=work_dir, device=dev, init=net, progress=progress)
-        elif adapt_steps > 0:
+                                          budget, work_dir=work_dir, device=dev, init=net, progress=progress)
+        elif adapt:
             fallback = f"{problem}; applying {Path(model).name} without adapting it"
         stage = DeblurStage(net, a, dev, tile, margin)
     elif problem is not None:

@@ -255,6 +255,8 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
         progress: progress bar.
     """
     settings.check()
+    if budget.steps == 0:
+        raise VidrestoreError("training needs a budget above 0 steps")
     if settings.processes != ddp.world():
         raise VidrestoreError(f"training set for {settings.processes} processes runs in {ddp.world()} "
                               "(start it with `vidrestore train --nproc N` or under torchrun)")
