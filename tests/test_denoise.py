@@ -1,0 +1,180 @@
+"""Noise and compression: `synth noise`/`synth compress`, the noise profile, DCT shrinkage, the `denoise` stage and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import one_line_error, psnr, run_cli, textured_scene
+from vidrestore.io import EncodeSettings, probe, read_frames, write_video
+from vidrestore.pipeline import restore
+from vidrestore.restoration.dct_shrink import dct_shrink
+from vidrestore.restoration.denoise import Denoise
+from vidrestore.restoration.noise_level import estimate_noise
+from vidrestore.synth.compress import synth_compress
+from vidrestore.synth.noise import add_gaussian, synth_noise
+from vidrestore.synth.paired import load_settings
+from vidrestore.synth.sensor import linear_to_srgb, srgb_to_linear
+
+W, H, N, FPS = 192, 128, 16, 25
+
+
+def _frames(path):
+    return [f.rgb for f in read_frames(path)]
+
+
+def _scene(seed: int = 5) -> np.ndarray:
+    """A natural-looking still: textured rectangles, slightly blurred (no pixel-level texture to mistake for noise)."""
+    return cv2.GaussianBlur(textured_scene(np.random.default_rng(seed), W + 40, H + 20), (0, 0), 1.0)
+
+
+@pytest.fixture(scope="module")
+def clean_clip(tmp_path_factory):
+    """N frames panning over the scene by (1.3, 0.4) px per frame, lossless."""
+    scene = _scene()
+    frames = [cv2.warpAffine(scene, np.float32([[1, 0, -1.3 * i], [0, 1, -0.4 * i]]), (W, H), flags=cv2.INTER_CUBIC)
+              for i in range(N)]
+    path = tmp_path_factory.mktemp("clean") / "clean.mkv"
+    write_video(path, [np.clip(f, 0, 1) for f in frames], FPS, EncodeSettings("ffv1"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def noisy25(clean_clip, tmp_path_factory):
+    return synth_noise(clean_clip, tmp_path_factory.mktemp("n25") / "clip", sigma=25, progress=False)
+
+
+def _denoised(tmp_path, src, stage, name="out.mkv", **kw):
+    out = tmp_path / name
+    restore(src, out, [stage], EncodeSettings("ffv1"), progress=False, **kw)
+    return out
+
+
+# --- synth -------------------------------------------------------------------------------------
+
+def test_synth_noise_gaussian_has_the_asked_level(noisy25, clean_clip):
+    settings = load_settings(noisy25.dir)
+    assert settings["noise"] == {"model": "gaussian", "sigma": 25.0} and settings["frame_count"] == N
+    assert settings["files"] == {"gt": "gt.mkv", "degraded": "noisy.mkv"}
+    gt, noisy = np.stack(_frames(noisy25.gt)), np.stack(_frames(noisy25.degraded))
+    assert np.abs(gt - np.stack(_frames(clean_clip))).max() < 1.5 / 255          # the ground truth is the source
+    mid = (gt > 0.25) & (gt < 0.75)                                              # away from clipping
+    assert abs(255 * (noisy - gt)[mid].std() - 25) < 0.5
+
+
+def test_synth_noise_is_reproducible_and_seeded(clean_clip, tmp_path):
+    a = synth_noise(clean_clip, tmp_path / "a", sigma=10, seed=4, frames=3, progress=False)
+    b = synth_noise(clean_clip, tmp_path / "b", sigma=10, seed=4, frames=3, progress=False)
+    c = synth_noise(clean_clip, tmp_path / "c", sigma=10, seed=5, frames=3, progress=False)
+    fa, fb, fc = (np.stack(_frames(r.degraded)) for r in (a, b, c))
+    assert np.array_equal(fa, fb) and not np.array_equal(fa, fc)
+
+
+def test_synth_noise_poisson_gaussian_follows_the_model(clean_clip, tmp_path):
+    """Shot noise only: on the video's scale, sigma = f'(lin) * sqrt(shot * lin) (f the sRGB curve)."""
+    shot = 0.004
+    r = synth_noise(clean_clip, tmp_path / "pg", poisson=(shot, 0.0), progress=False)
+    assert load_settings(r.settings)["noise"] == {"model": "poisson-gaussian", "shot": shot, "read": 0.0}
+    gt, noisy = np.stack(_frames(r.gt)), np.stack(_frames(r.degraded))
+    for lo, hi in ((0.2, 0.3), (0.7, 0.8)):
+        sel = (gt >= lo) & (gt < hi)
+        lin = srgb_to_linear(np.array([(lo + hi) / 2]))
+        slope = (linear_to_srgb(lin + 1e-4) - linear_to_srgb(lin - 1e-4)) / 2e-4
+        expected = float(slope[0] * np.sqrt(shot * lin[0]))
+        assert abs((noisy - gt)[sel].std() / expected - 1) < 0.1, (lo, expected)
+
+
+def test_synth_compress_h264_and_hevc(clean_clip, tmp_path):
+    psnrs = {}
+    for codec, crf in (("h264", 20), ("h264", 40), ("hevc", 40)):
+        r = synth_compress(clean_clip, tmp_path / f"{codec}{crf}", codec=codec, crf=crf, frames=6, progress=False)
+        s = load_settings(r.dir)
+        assert (s["kind"], s["codec"], s["crf"], s["frame_count"]) == ("compress", codec, crf, 6)
+        assert probe(r.degraded).codec == codec
+        psnrs[(codec, crf)] = np.mean([psnr(a, b) for a, b in zip(_frames(r.degraded), _frames(r.gt))])
+    assert psnrs[("h264", 20)] > psnrs[("h264", 40)] + 5
+
+
+def test_synth_cli_and_its_errors(clean_clip, tmp_path):
+    r = run_cli("synth", "noise", clean_clip, "-o", tmp_path / "n", "--sigma", "15", "--frames", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "noisy.mkv" in r.stdout and load_settings(tmp_path / "n")["noise"]["sigma"] == 15
+    r = run_cli("synth", "compress", clean_clip, "-o", tmp_path / "c", "--crf", "38", "--frames", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    assert load_settings(tmp_path / "c")["crf"] == 38
+    one_line_error(run_cli("synth", "noise", clean_clip, "-o", tmp_path / "bad", "--sigma", "0"), "sigma")
+    one_line_error(run_cli("synth", "compress", clean_clip, "-o", tmp_path / "bad2", "--crf", "60"), "crf")
+
+
+# --- noise profile and DCT shrinkage ------------------------------------------------------------
+
+def test_noise_profile_reads_level_against_intensity_per_channel():
+    """Noise sigma = (0.01 + 0.06 y, 0.03, 0.05 - 0.04 y) per channel over a horizontal ramp of intensity."""
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0.05, 0.95, 512, dtype=np.float32), (256, 1))
+    clean = np.stack([ramp, ramp, ramp], axis=2)
+    sig = np.stack([0.01 + 0.06 * ramp, np.full_like(ramp, 0.03), 0.05 - 0.04 * ramp], axis=2)
+    profile = estimate_noise([clean + sig * rng.standard_normal(clean.shape).astype(np.float32) for _ in range(2)])
+    for y in (0.2, 0.5, 0.8):
+        want = np.array([0.01 + 0.06 * y, 0.03, 0.05 - 0.04 * y]) * 255
+        assert np.allclose(profile.sigma_8bit(y), want, rtol=0.08), (y, profile.sigma_8bit(y), want)
+
+
+def test_dct_shrink_keeps_a_clean_image_and_removes_noise():
+    clean = _scene()[:H, :W]
+    assert np.abs(dct_shrink(clean, 1e-6) - clean).max() < 1e-5
+    noisy = add_gaussian(clean, 20, np.random.default_rng(1))
+    out = dct_shrink(noisy, 20 / 255)
+    assert psnr(out, clean) > psnr(noisy, clean) + 6
+
+
+# --- the denoise stage -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def denoised25(noisy25, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dn")
+    return {r: _denoised(folder, noisy25.degraded, Denoise(radius=r), f"r{r}.mkv") for r in (0, 2)}
+
+
+def test_denoise_gains_and_the_aligned_neighbours_count(noisy25, denoised25):
+    gt, noisy = _frames(noisy25.gt), _frames(noisy25.degraded)
+    before = np.mean([psnr(a, b) for a, b in zip(noisy, gt)])
+    spatial = np.mean([psnr(a, b) for a, b in zip(_frames(denoised25[0]), gt)])
+    temporal = np.mean([psnr(a, b) for a, b in zip(_frames(denoised25[2]), gt)])
+    assert spatial > before + 6, (before, spatial)
+    assert temporal > spatial + 1.5, (spatial, temporal)
+
+
+def test_strength_blends_input_and_result(noisy25, denoised25, tmp_path):
+    noisy, full = _frames(noisy25.degraded), _frames(denoised25[2])
+    none = _frames(_denoised(tmp_path, noisy25.degraded, Denoise(strength=0.0), "s0.mkv"))
+    half = _frames(_denoised(tmp_path, noisy25.degraded, Denoise(strength=0.5), "s5.mkv"))
+    assert all(np.array_equal(a, b) for a, b in zip(none, noisy))
+    assert max(np.abs(h - (n + f) / 2).max() for h, n, f in zip(half, noisy, full)) <= 1.01 / 255
+
+
+def test_segments_give_the_frames_of_one_run(noisy25, denoised25, tmp_path):
+    """Each output frame depends on its window only: rendering in segments of 5 frames changes nothing."""
+    seg = _denoised(tmp_path, noisy25.degraded, Denoise(radius=2), "seg.mkv", segment_frames=5, work_dir=tmp_path / "w")
+    assert all(np.array_equal(a, b) for a, b in zip(_frames(seg), _frames(denoised25[2])))
+
+
+def test_clean_video_passes_nearly_unchanged(clean_clip, tmp_path):
+    out = _frames(_denoised(tmp_path, clean_clip, Denoise(), "clean-out.mkv"))
+    assert np.mean([psnr(a, b) for a, b in zip(out, _frames(clean_clip))]) >= 45
+
+
+def test_denoise_cli_reports_the_noise_and_refuses_bad_options(noisy25, tmp_path):
+    out = tmp_path / "cli.mkv"
+    r = run_cli("denoise", noisy25.degraded, "-o", out, "--codec", "ffv1", "--device", "cpu", "-q")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("noise measured"))
+    mid = [float(v) for v in line.split("): ")[1].split(", ")[1].removesuffix(" at 50%").split("/")]
+    assert all(abs(v - 25) < 2.5 for v in mid), line
+    assert probe(out).frame_count == N
+    one_line_error(run_cli("denoise", noisy25.degraded, "-o", tmp_path / "x.mkv", "--strength", "1.5"), "strength")
+    r = run_cli("restore", noisy25.degraded, "-o", tmp_path / "chain.mkv", "-s", "denoise:radius=1", "-s", "unsharp", "-q")
+    assert r.returncode == 0, r.stderr
