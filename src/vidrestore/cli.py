@@ -273,6 +273,7 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --budget 10m         # as many steps as 10 minutes allow (varies with load)",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --model phone.safetensors --budget 0   # your model, as it is",
         "vidrestore deblur shaky.mp4 -o sharp.mp4 --model pretrain.pth --device cuda   # the SelfHVD authors' network",
+        "vidrestore deblur shaky.mp4 -o sharp.mp4 --fidelity --report sharp.html   # observed pixels only, sources listed",
         "(audio, subtitles, timestamps and colour are kept; an interrupted run resumes when run again)",
     ])
     p.add_argument("input", type=Path, help="the blurry video")
@@ -293,6 +294,9 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         if report.training:
             t = report.training
             print(f"trained {t['steps']} steps in {t['train_seconds']:.0f} s on {t['device']}")
+        if report.sources is not None:
+            fused = sum(len(x) > 1 for x in report.sources)
+            print(f"fidelity mode: {fused} frames fused from their sharper aligned neighbours, the others kept as they are")
         _report(report.result)
         analysis = analyze_video(args.input, settings["analysis"], work_dir=args.work_dir, progress=False)
         _keep_record(args, deblur_record(args.input, report, settings, analysis.dir))
@@ -309,6 +313,9 @@ def _deblur_options(p: argparse.ArgumentParser) -> None:
                                                       "a trained model (.safetensors), or the SelfHVD authors' BasicVSR++ "
                                                       "checkpoint (.pth)")
     p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
+    p.add_argument("--fidelity", action="store_true",
+                   help="no network: every output pixel a convex combination of the video's own frames aligned onto "
+                        "each other (the report lists each frame's sources and weights); nothing is trained")
     _training_options(p)
 
 
@@ -321,7 +328,7 @@ def _deblur_settings(args: argparse.Namespace, encode) -> dict:
                 budget=Budget.parse(args.budget) if args.budget else DEFAULT_BUDGET,
                 settings=_train_settings(args), analysis=_analysis_settings(args), encode=encode, device=args.device,
                 tile=args.tile, overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-                drop_subtitles=args.drop_subtitles, image_fps=args.fps)
+                drop_subtitles=args.drop_subtitles, image_fps=args.fps, fidelity=args.fidelity)
 
 
 @_subcommand

@@ -2,7 +2,8 @@
 
 Options (a suite's `options = {...}`): `budget` (steps, "5m", "90s"; default `deblur`'s),
 `weights` (what training starts from: "scratch", a fresh network, by default as in `deblur`; or
-a model file, with `budget = 0` applied as it is), any
+a model file, with `budget = 0` applied as it is), `fidelity` (true: `deblur --fidelity`, no
+network), any
 `TrainSettings` field (`sevd`, `scscm`, `model`, `seed`, ...) and any `AnalysisSettings` field
 (`sharpness_measure`, `label_scale`, ...). Each run starts from an empty
 work directory, so its wall time covers the whole job: analysis, training and inference.
@@ -26,15 +27,16 @@ def _run(call: MethodCall, **fixed) -> None:
     opts = {**call.options, **fixed}
     budget = Budget.parse(str(opts.pop("budget"))) if "budget" in opts else DEFAULT_BUDGET
     weights = str(opts.pop("weights", "scratch"))
+    fidelity = bool(opts.pop("fidelity", False))
     train_names, analysis_names = {f.name for f in fields(TrainSettings)}, {f.name for f in fields(AnalysisSettings)}
     unknown = sorted(set(opts) - train_names - analysis_names)
     if unknown:
-        raise VidrestoreError(f"unknown option(s) {', '.join(unknown)}; allowed: budget, weights, "
+        raise VidrestoreError(f"unknown option(s) {', '.join(unknown)}; allowed: budget, weights, fidelity, "
                               f"{', '.join(sorted(train_names | analysis_names))}")
     analysis = AnalysisSettings(**{k: opts.pop(k) for k in list(opts) if k in analysis_names})
     with tempfile.TemporaryDirectory(dir=call.work_dir) as scratch:
         report = deblur(call.input, call.output, model=None if weights == "scratch" else weights, budget=budget, settings=TrainSettings(**opts), analysis=analysis,
-                        encode=EncodeSettings("ffv1"),
+                        encode=EncodeSettings("ffv1"), fidelity=fidelity,
                         overwrite=True, work_dir=scratch, progress=call.progress)
     if report.training:
         call.timings["train_s"] = report.training["train_seconds"]

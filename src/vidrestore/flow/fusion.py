@@ -22,10 +22,24 @@ def low_luma(rgb: np.ndarray, sigma: float = DEFAULTS["compare_sigma"]) -> np.nd
     return cv2.GaussianBlur(luma(rgb) * np.float32(219.0 / 255.0), (0, 0), sigma)
 
 
+def frame_weight(ratio: float, power: float = DEFAULTS["power"], strength: float = DEFAULTS["strength"]) -> float:
+    """A neighbour's weight for the whole frame, strength * (ratio - 1) ** power (0 unless it is sharper: ratio > 1)."""
+    return strength * (ratio - 1.0) ** power if ratio > 1 else 0.0
+
+
+def trust(centre_low: np.ndarray, warped: np.ndarray, visible: np.ndarray, sensitivity: float = DEFAULTS["sensitivity"],
+          compare_sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
+    """Per-pixel trust in [0, 1] of a neighbour warped onto the centre frame: `visible` times the photometric
+    agreement sens / (sens + |G(Y_warped) - G(Y_centre)|)."""
+    agree = sensitivity / (sensitivity + np.abs(low_luma(warped, compare_sigma) - centre_low))
+    return (visible * agree).astype(np.float32)
+
+
 def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, visible: np.ndarray,
                      power: float = DEFAULTS["power"], strength: float = DEFAULTS["strength"],
                      sensitivity: float = DEFAULTS["sensitivity"], compare_sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
-    """Per-pixel weight of a neighbour warped onto the centre frame (the formula in `vidrestore.restoration.lucky`).
+    """Per-pixel weight of a neighbour warped onto the centre frame: `frame_weight` x `trust`
+    (the formula in `vidrestore.restoration.lucky`).
 
     Args:
         centre_low: `low_luma` of the centre frame.
@@ -33,7 +47,7 @@ def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, v
         ratio: the neighbour's sharpness over the centre's (no weight unless > 1).
         visible: occlusion mask x validity of the warp.
     """
-    if ratio <= 1:
+    w = frame_weight(ratio, power, strength)
+    if w == 0:
         return np.zeros(centre_low.shape, np.float32)
-    agree = sensitivity / (sensitivity + np.abs(low_luma(warped, compare_sigma) - centre_low))
-    return (strength * (ratio - 1.0) ** power * visible * agree).astype(np.float32)
+    return (w * trust(centre_low, warped, visible, sensitivity, compare_sigma)).astype(np.float32)

@@ -43,6 +43,8 @@ class JobRecord:
         analyses: cached analyses by name: a two-pass stage's folder, or "selfhvd" for SelfHVD's.
         training: the training record of the model that deblurred (loss per tenth of the budget).
         notes: what the job warned about.
+        sources: deblur's fidelity mode: for each output frame, its source frames and their
+            per-frame weights, [[frame, weight], ...] (`vidrestore.selfhvd.fidelity`).
     """
 
     command: str
@@ -55,6 +57,7 @@ class JobRecord:
     analyses: dict[str, str] = field(default_factory=dict)
     training: dict | None = None
     notes: list[str] = field(default_factory=list)
+    sources: list[list[list[float]]] | None = None
     finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
     version: int = RECORD_VERSION
 
@@ -110,7 +113,7 @@ def deblur_record(input: str | os.PathLike, report, settings: dict, analysis_dir
     return JobRecord(command, str(Path(input).absolute()), str(Path(report.result.output).absolute()), settings, phases,
                      ground_truth=str(Path(ground_truth).absolute()) if ground_truth else None,
                      analyses={"selfhvd": str(Path(analysis_dir).absolute())}, training=to_json(report.training),
-                     notes=list(report.notes))
+                     notes=list(report.notes), sources=to_json(report.sources))
 
 
 def _record_path(output: str | os.PathLike, work_dir: str | os.PathLike | None) -> Path:

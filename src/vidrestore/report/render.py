@@ -139,16 +139,36 @@ def _selfhvd(data: ReportData) -> str:
     return "".join(out)
 
 
+def _fidelity(sources: list[list[list[float]]]) -> str:
+    """Fidelity mode: the sources and weights of every output frame, as a table and as JSON (`id="fidelity-sources"`)."""
+    fused = sum(len(s) > 1 for s in sources)
+    rows = [[i, ", ".join(f"{int(t)}: {w:.4g}" for t, w in s), "kept as it is" if len(s) == 1 else "fused"]
+            for i, s in enumerate(sources)]
+    listing = json.dumps([{"frame": i, "sources": [int(t) for t, _ in s], "weights": [w for _, w in s]}
+                          for i, s in enumerate(sources)])
+    return ("<h2>Fidelity mode: where every output pixel comes from</h2><p>No network made any pixel of this output. "
+            "A frame selected as sharp is kept as it is; every other frame i is a convex combination of itself and the "
+            "sharper frames t of its window, warped onto it along the analysis' optical flow: out(p) = Σ w_t τ_t(p) "
+            "x_t→i(p) / Σ w_t τ_t(p), with the per-frame weights w_t below (w_i = 1) and a per-pixel trust τ_t(p) in "
+            "[0, 1] (visible by the forward-backward round trip, times agreement with frame i once both are low-passed; "
+            f"τ_i = 1). {fused} of {len(sources)} frames were fused.</p>"
+            + _table(rows, ["output frame", "source frame: weight (first: the frame itself)", ""])
+            + f'<script type="application/json" id="fidelity-sources">{escape(listing, quote=False)}</script>')
+
+
 def render(data: ReportData) -> str:
     """The report of `data` as one HTML document."""
     r = data.record
-    title = f"vidrestore {r.command}: {Path(r.input).name} → {Path(r.output).name}"
+    mode = " (fidelity mode)" if r.sources is not None else ""
+    title = f"vidrestore {r.command}{mode}: {Path(r.input).name} → {Path(r.output).name}"
     body = [f"<h1>{escape(title)}</h1><p>Finished {escape(r.finished)}.</p>"]
     body += [f'<p class="note">note: {escape(n)}</p>' for n in r.notes]
     body.append("<h2>Input and output</h2>" + _table(_probe_rows(data.probes), ["", *data.probes]))
     body.append("<h2>Before / after</h2>" + _viewer(data))
     if data.quality:
         body.append("<h2>Against the ground truth</h2>" + _plot(plots.quality_plot(data.quality), "PSNR-Y and SSIM-Y per frame"))
+    if r.sources is not None:
+        body.append(_fidelity(r.sources))
     if data.selfhvd is not None:
         body.append(_selfhvd(data))
     if data.camera is not None:

@@ -4,6 +4,8 @@
   frame of IN through the resumable pipeline (audio, timestamps and colour kept);
 * `deblur(IN, OUT, model=PATH)`: start from a trained model instead, adapted to IN for the
   budget (`budget=Budget(steps=0)`: applied as it is);
+* `deblur(IN, OUT, fidelity=True)`: no network at all, only convex combinations of IN's frames
+  aligned onto each other, with the sources of every frame listed (`vidrestore.selfhvd.fidelity`);
 * `train_videos(VIDEOS, OUT_MODEL)`: dataset-level self-supervised training on a user's
   unlabelled videos (the paper's setting).
 
@@ -34,6 +36,7 @@ from ..models import load_checkpoint, save_checkpoint
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE
 from ..pipeline import RestoreResult, Stage, build_stage, default_work_dir, plan_restore, restore
 from .analysis import AnalysisSettings, VideoAnalysis, analyze_video
+from .fidelity import FidelityStage
 from .infer import DeblurStage, model_digest
 from .train import Budget, TrainSettings, resolve_device, train
 
@@ -51,6 +54,7 @@ class DeblurReport:
     training: dict | None
     fallback: str | None
     notes: list[str] = field(default_factory=list)
+    sources: list[list[tuple[int, float]]] | None = None  # fidelity mode: each frame's sources and weights
 
 
 def trained_model(analyses: Sequence[VideoAnalysis], settings: TrainSettings, budget: Budget, *,
@@ -90,6 +94,7 @@ def deblur(
     progress: bool = True,
     drop_subtitles: bool = False,
     image_fps: Fraction | None = None,
+    fidelity: bool = False,
 ) -> DeblurReport:
     """Deblur `input` into `output` (see the module docstring).
 
@@ -107,9 +112,13 @@ def deblur(
         device: "auto", "cpu" or "cuda".
         tile, margin: inference tiling.
         overwrite, work_dir, segment_frames, progress, drop_subtitles, image_fps: as for `vidrestore.restore`.
+        fidelity: build the output only from observed pixels (`vidrestore.selfhvd.fidelity`);
+            nothing is trained, so `model` must be None and `budget` is not used.
     """
     dev = resolve_device(device)
-    if model is None and budget.steps == 0:
+    if fidelity and model is not None:
+        raise VidrestoreError("fidelity mode uses no network: leave out the model")
+    if model is None and budget.steps == 0 and not fidelity:
         raise VidrestoreError("training from scratch needs a budget above 0 steps (0 applies a given model as it is)")
     src = Path(input)
     given = load_checkpoint(model, dev) if model is not None else None
@@ -119,7 +128,11 @@ def deblur(
     notes: list[str] = []
     fallback = training = None
     stage: Stage
-    if given is not None:
+    sources = None
+    if fidelity:
+        stage = FidelityStage(a)
+        sources = stage.sources()
+    elif given is not None:
         net, info = given
         adapt = budget.steps != 0
         if adapt and problem is None:
@@ -140,7 +153,7 @@ def deblur(
         notes.append(fallback)
     result = restore(src, output, [stage], encode, overwrite=overwrite, work_dir=work_dir,
                      segment_frames=segment_frames, progress=progress, drop_subtitles=drop_subtitles, image_fps=image_fps)
-    return DeblurReport(result, a.selection.summary(), training, fallback, notes + result.notes)
+    return DeblurReport(result, a.selection.summary(), training, fallback, notes + result.notes, sources)
 
 
 def train_videos(

@@ -38,6 +38,12 @@ def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box:
     return np.clip(warped, 0.0, 1.0)
 
 
+def visibility(analysis: VideoAnalysis, i: int, t: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """How visible frame t's pixels warped onto frame i are (1: the forward-backward round trip closes;
+    0: it misses by 1 / OCCLUSION_SLOPE pixels or more), within `box`."""
+    return 1.0 - np.minimum(1.0, OCCLUSION_SLOPE * analysis.round_trip_error(i, t, box))
+
+
 def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, box: tuple[int, int, int, int],
                  aligned: list[np.ndarray], sharpness: dict[int, float]) -> np.ndarray:
     """Lucky-frame fusion's log-weights (T, h, w) for the aligned window of frame i (module docstring).
@@ -62,8 +68,7 @@ def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
         ratio = sharpness[t] / max(sharpness[sources[centre]], 1e-12)
         if ratio <= 1:
             continue
-        visible = 1.0 - np.minimum(1.0, OCCLUSION_SLOPE * analysis.round_trip_error(i, t, box))
-        w = neighbour_weight(low, aligned[n], ratio, visible)
+        w = neighbour_weight(low, aligned[n], ratio, visibility(analysis, i, t, box))
         prior[n] = np.maximum(np.log(np.maximum(w, 1e-30)), NO_WEIGHT)
     return prior
 

@@ -1,0 +1,82 @@
+"""Fidelity mode (`vidrestore deblur --fidelity`): every output pixel a convex combination of observed pixels.
+
+Forensic users cannot accept pixels a network made up. In fidelity mode nothing is trained or
+generated: a frame the analysis selected as sharp is kept as it is, and every other frame i
+becomes lucky-frame fusion of itself and the sharper frames of its window, warped onto it along
+the analysis' flows (the same fusion the window network starts from, `vidrestore.selfhvd.window`):
+
+    out_i(p) = sum_t w_t tau_t(p) x_t->i(p) / sum_t w_t tau_t(p)
+
+over the sources t of frame i: i itself (w_i = 1, tau_i = 1) and each frame t of the window
+i-k..i+k sharper than i, with its per-frame weight w_t = strength (s_t / s_i - 1)^power (s: the
+analysis' Laplacian variance; `vidrestore.flow.fusion.frame_weight`) and its per-pixel trust
+tau_t in [0, 1] (visible by the forward-backward round trip, times photometric agreement with
+frame i once both are low-passed; `vidrestore.flow.fusion.trust`). The weights are positive and
+normalised, so each output pixel lies between the source pixels it came from.
+
+`frame_sources` lists each frame's sources and weights from the analysis alone; the job record
+and its report keep that list, so anyone can recompute an output frame from its sources.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..flow.fusion import frame_weight, low_luma, trust
+from ..pipeline import Stage, Window
+from .analysis import VideoAnalysis
+from .window import visibility, warp_onto
+
+RADIUS = 4  # frames on each side: the default window network's
+
+
+def frame_sources(analysis: VideoAnalysis, i: int, radius: int = RADIUS) -> list[tuple[int, float]]:
+    """Frame i's sources and their per-frame weights, frame i first (module docstring)."""
+    if analysis.selection.sharp[i]:
+        return [(i, 1.0)]
+    s_i = max(float(analysis.laplacian[i]), 1e-12)
+    window = sorted({min(max(t, 0), analysis.count - 1) for t in range(i - radius, i + radius + 1)} - {i})
+    weights = [(t, frame_weight(float(analysis.laplacian[t]) / s_i)) for t in window]
+    return [(i, 1.0)] + [(t, w) for t, w in weights if w > 0]
+
+
+def fuse(analysis: VideoAnalysis, i: int, sources: list[tuple[int, float]], frame_of) -> np.ndarray:
+    """Frame i of fidelity mode from its `sources` (`frame_sources`); `frame_of(t)`: frame t, float RGB in [0, 1]."""
+    centre = np.asarray(frame_of(i), np.float32)
+    if len(sources) == 1:
+        return centre
+    box = (0, centre.shape[0], 0, centre.shape[1])
+    low = low_luma(centre)
+    acc = centre.copy()
+    total = np.ones(centre.shape[:2], np.float32)
+    for t, w in sources[1:]:
+        aligned = warp_onto(analysis, i, t, frame_of(t), box)
+        weight = np.float32(w) * trust(low, aligned, visibility(analysis, i, t, box))
+        acc += weight[..., None] * aligned
+        total += weight
+    return np.clip(acc / total[..., None], 0.0, 1.0)
+
+
+class FidelityStage(Stage):
+    """Windowed stage of `deblur --fidelity` (module docstring).
+
+    Args:
+        analysis: the input video's analysis (selection, sharpness and flows).
+        radius: frames on each side a frame may take pixels from.
+    """
+
+    name = "selfhvd-fidelity"
+
+    def __init__(self, analysis: VideoAnalysis, radius: int = RADIUS):
+        self.analysis, self.radius = analysis, int(radius)
+
+    def config(self) -> dict:
+        return {"analysis": self.analysis.dir.name, "radius": self.radius}
+
+    def sources(self) -> list[list[tuple[int, float]]]:
+        """Every frame's sources and weights."""
+        return [frame_sources(self.analysis, i, self.radius) for i in range(self.analysis.count)]
+
+    def process(self, window: Window) -> np.ndarray:
+        frames = {f.index: f.rgb for f in window.frames}
+        return fuse(self.analysis, window.index, frame_sources(self.analysis, window.index, self.radius), frames.__getitem__)
