@@ -52,6 +52,7 @@ def test_output_frames_are_recomputed_from_the_listed_sources_and_weights(fideli
     inputs, outputs = _frames(clip.blurry), _pngs(out)
     assert len(listing) == len(inputs) == len(outputs)
     assert "(fidelity mode)" in html and "No network made any pixel" in html
+    assert "<td>budget</td>" not in html and "<td>fidelity</td><td>True</td>" in html  # no network settings shown
     fused = [e for e in listing if len(e["sources"]) > 1]
     assert len(fused) >= 5
     h, w = inputs[0].shape[:2]

@@ -25,6 +25,7 @@ from ..io.paths import atomic_write_text, config_key
 from ..pipeline import RestoreResult, default_work_dir
 
 RECORD_VERSION = 1
+_NETWORK_SETTINGS = ("model", "budget", "settings", "device", "tile")  # deblur's settings of its network
 _PACKAGES = ("vidrestore", "torch", "av", "numpy", "opencv-python-headless", "scipy", "scikit-image", "matplotlib")
 
 
@@ -107,6 +108,8 @@ def deblur_record(input: str | os.PathLike, report, settings: dict, analysis_dir
     if report.training:
         phases["training"] = float(report.training["train_seconds"])
     phases.update({f"render: {k}": v for k, v in report.result.phases.items()})
+    if report.sources is not None:  # fidelity mode trains and runs no network: its settings did nothing
+        settings = {k: v for k, v in settings.items() if k not in _NETWORK_SETTINGS}
     settings = {**to_json(settings), "selection": to_json(report.selection)}
     if report.fallback:
         settings["fallback"] = report.fallback
