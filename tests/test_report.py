@@ -85,7 +85,8 @@ def test_stabilize_deflicker_and_metrics_reports(sharp_video, tmp_path):
     assert "Flicker" in flicker_path.read_text()
     r = run_cli("metrics", even, sharp_video, "--report", tmp_path / "m.html", "-q")
     assert r.returncode == 0, r.stderr
-    assert "Against the ground truth" in (tmp_path / "m.html").read_text()
+    metrics_html = (tmp_path / "m.html").read_text()
+    assert "Against the ground truth" in metrics_html and "<th>reference</th><th>judged</th>" in metrics_html
 
 
 def test_a_bad_report_path_fails_before_any_work(sharp_video, tmp_path):

@@ -163,7 +163,8 @@ def render(data: ReportData) -> str:
     title = f"vidrestore {r.command}{mode}: {Path(r.input).name} → {Path(r.output).name}"
     body = [f"<h1>{escape(title)}</h1><p>Finished {escape(r.finished)}.</p>"]
     body += [f'<p class="note">note: {escape(n)}</p>' for n in r.notes]
-    body.append("<h2>Input and output</h2>" + _table(_probe_rows(data.probes), ["", *data.probes]))
+    names = {"input": "reference", "output": "judged"} if r.command == "metrics" else {}
+    body.append("<h2>Input and output</h2>" + _table(_probe_rows(data.probes), ["", *(names.get(k, k) for k in data.probes)]))
     body.append("<h2>Before / after</h2>" + _viewer(data))
     if data.quality:
         body.append("<h2>Against the ground truth</h2>" + _plot(plots.quality_plot(data.quality), "PSNR-Y and SSIM-Y per frame"))
