@@ -1,0 +1,189 @@
+"""Archival film: dust/blotch detection and repair scored against synthesized damage (issue 20).
+
+Blotches only (no scratches, grain, fading or flicker) are synthesized with `vidrestore synth
+film` onto the shared old films (which carry damage of their own) and onto the shared sam2 clips
+(moving scenes), then the `dust` stage runs over the damaged clip. Scores per clip:
+
+* blotch F1 over regions: a synthesized blotch (a connected region of its mask) counts as found
+  when detections cover at least half of it; a detected region counts as false when it touches
+  no synthesized blotch -- unless the same stage also finds it on the undamaged source (real dust
+  of the old film: reported as "found on the source", not scored). Pixel-level F1 alongside;
+* PSNR inside the synthesized blotches against the undamaged source, of the damaged and of the
+  repaired frames (RGB);
+* PSNR outside the synthesized masks of the repaired frames against the damaged input (what the
+  stage changed besides the blotches; a median over everything fails 35 dB);
+* moving scenes: false detections (detected pixels outside the grown synthesized masks, and
+  not found on the source) as a share of the moving pixels (source flow of more than 1 px
+  between consecutive frames);
+* speed: frames per second of the stage alone, and at 720x576 (the sam2 dog clip resized).
+
+Found regions, false regions and "found on source" are counted in the synthesized frames; a
+blotch whose median luma change is under 0.05 is "faint" and not scored.
+
+    OMP_NUM_THREADS=1 python benchmarks/film.py [--out /tmp/vidrestore-bench/film] [--frames 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidrestore.flow import create_flow
+from vidrestore.io import read_frames
+from vidrestore.io.colour import luma
+from vidrestore.pipeline import Stage, apply_stage
+from vidrestore.restoration.film_dust import DustRemoval, repair
+from vidrestore.synth.film import FilmDamage, read_mask, synth_film
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+FILMS = ["old_film/rrtn_market_street_1906.mkv", "old_film/rrtn_great_train_robbery_1903.mkv",
+         "old_film/rtn_oldfilm_001.mkv", "old_film/deepremaster_a-bomb_blast_effects_part.mp4",
+         "old_film/deflicker_Winter_Scenes_in_Holland.mp4"]
+MOVING = ["sharp/sam2_01_dog.mp4", "sharp/sam2_03_blocks.mp4", "sharp/sam2_bedroom.mp4"]
+FAINT = 0.05   # a synthesized blotch whose median luma change is below this is not scored (it is barely visible)
+DAMAGE = FilmDamage(blotches=6.0, scratches=0, grain=0.0, fade=0.0, flicker=0.0, seed=1)
+
+
+def _run(stage: Stage, path: Path) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """(output frames, repair masks, seconds of the stage alone) of `stage` over a video."""
+    masks: list[np.ndarray] = []
+    inner = stage.process
+
+    def process(window):
+        mask, nbs = stage.detect(window)
+        masks.append(mask)
+        return repair(window.frame.rgb, mask, nbs) if nbs else window.frame.rgb
+
+    stage.process = process
+    frames = list(read_frames(path))
+    t0 = time.perf_counter()
+    out = [f.rgb for f in apply_stage(stage, frames)]
+    seconds = time.perf_counter() - t0
+    stage.process = inner
+    return out, masks, seconds
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def score(clip_dir: Path, frames: int, moving: bool) -> dict:
+    """The scores of the module docstring for one synthesized clip."""
+    out, det, secs = _run(DustRemoval(), clip_dir / "damaged.mkv")
+    _, det_src, _ = _run(DustRemoval(), clip_dir / "gt.mkv")
+    gt = [f.rgb for f in read_frames(clip_dir / "gt.mkv")]
+    dmg = [f.rgb for f in read_frames(clip_dir / "damaged.mkv")]
+    tp = fn = fp = found_src = faint = 0
+    px_tp = px_fp = px_fn = 0
+    inside_d, inside_r, outside = [], [], []
+    moving_px = false_moving = 0
+    flow = create_flow("dis", preset="medium")
+    grow = np.ones((5, 5), np.uint8)
+    for i in range(frames):
+        truth = read_mask(clip_dir, "blotch", i)
+        d, src = det[i], det_src[i]
+        n_t, lab_t = cv2.connectedComponents(truth.astype(np.uint8), connectivity=8)
+        change = np.abs(luma(dmg[i]) - luma(gt[i]))
+        for k in range(1, n_t):
+            region = lab_t == k
+            if np.median(change[region]) < FAINT:
+                faint += 1
+            elif d[region].mean() >= 0.5:
+                tp += 1
+            else:
+                fn += 1
+        near = cv2.dilate(truth.astype(np.uint8), grow) > 0
+        n_d, lab_d = cv2.connectedComponents(d.astype(np.uint8), connectivity=8)
+        for k in range(1, n_d):
+            region = lab_d == k
+            if (region & near).any():
+                continue
+            if not moving and (region & src).any():
+                found_src += 1
+            else:
+                fp += 1
+        px_tp += int((d & truth).sum())
+        px_fn += int((~d & truth).sum())
+        px_fp += int((d & ~near & (~src if not moving else True)).sum())
+        inside_d.append((dmg[i][truth], gt[i][truth]))
+        inside_r.append((out[i][truth], gt[i][truth]))
+        outside.append((out[i][~truth], dmg[i][~truth]))
+        if moving and i > 0:
+            f = flow(gt[i], gt[i - 1])
+            mov = np.linalg.norm(f, axis=-1) > 1.0
+            moving_px += int(mov.sum())
+            false_moving += int((d & ~near & mov).sum())
+    cat = lambda pairs, k: np.concatenate([p[k].ravel() for p in pairs])  # noqa: E731
+    f1 = lambda a, b, c: 2 * a / max(2 * a + b + c, 1)  # noqa: E731
+    h, w = gt[0].shape[:2]
+    return {
+        "blotches": tp + fn, "faint": faint, "found": tp, "false_regions": fp, "found_on_source": found_src,
+        "region_f1": f1(tp, fp, fn), "pixel_f1": f1(px_tp, px_fp, px_fn),
+        "psnr_inside_damaged": _psnr(cat(inside_d, 0), cat(inside_d, 1)),
+        "psnr_inside_repaired": _psnr(cat(inside_r, 0), cat(inside_r, 1)),
+        "psnr_outside_vs_input": _psnr(cat(outside, 0), cat(outside, 1)),
+        "moving_false_share": false_moving / moving_px if moving else None, "moving_pixels": moving_px,
+        "fps": frames / secs, "size": f"{w}x{h}",
+    }
+
+
+def speed(clip_dir: Path, size: tuple[int, int] = (720, 576)) -> float:
+    """Frames per second of the dust stage alone on a clip's damaged frames resized to `size`."""
+    frames = [f.with_rgb(cv2.resize(f.rgb, size, interpolation=cv2.INTER_CUBIC).clip(0, 1)) for f in read_frames(clip_dir / "damaged.mkv")]
+    t0 = time.perf_counter()
+    for _ in apply_stage(DustRemoval(), frames):
+        pass
+    return len(frames) / (time.perf_counter() - t0)
+
+
+def table(rows: dict) -> str:
+    """The scores as a Markdown table."""
+    head = ("clip", "blotches (faint)", "found", "false", "found on source", "F1 regions", "F1 pixels",
+            "PSNR in: damaged", "repaired", "PSNR out vs input", "false / moving px", "fps")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows.items():
+        moving = f"{100 * r['moving_false_share']:.2f} %" if r["moving_false_share"] is not None else "-"
+        lines.append(f"| {Path(name).stem} ({r['size']}) | {r['blotches']} ({r['faint']}) | {r['found']} | {r['false_regions']} | "
+                     f"{r['found_on_source']} | {r['region_f1']:.3f} | {r['pixel_f1']:.3f} | {r['psnr_inside_damaged']:.1f} | "
+                     f"{r['psnr_inside_repaired']:.1f} | {r['psnr_outside_vs_input']:.1f} | {moving} | {r['fps']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("/tmp/vidrestore-bench/film"))
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--clips", help="comma-separated subset of the clip paths")
+    args = ap.parse_args()
+    clips = [(c, False) for c in FILMS] + [(c, True) for c in MOVING]
+    if args.clips:
+        clips = [(c, m) for c, m in clips if any(s in c for s in args.clips.split(","))]
+    rows = {}
+    for rel, moving in clips:
+        d = args.out / Path(rel).stem
+        scale = 0.5 if moving else 1.0
+        synth_film(DATA / rel, d, DAMAGE, frames=args.frames, scale=scale, overwrite=True, progress=False)
+        rows[rel] = score(d, args.frames, moving)
+        print(rel, json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[rel].items()}), flush=True)
+    print()
+    print(table(rows))
+    films = [r["region_f1"] for k, r in rows.items() if k in FILMS]
+    if films:
+        print(f"\nold films: mean region F1 {np.mean(films):.3f}, lowest {min(films):.3f}")
+    dog = args.out / Path(MOVING[0]).stem
+    if (dog / "damaged.mkv").exists():
+        fps = speed(dog)
+        print(f"dust stage at 720x576 ({Path(MOVING[0]).stem} resized, {args.frames} frames): {fps:.1f} frames/s")
+        rows["speed_720x576_fps"] = fps
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Dust, dirt and blotches on film: found as temporal spikes, filled from the aligned neighbours.
+
+Dirt and dust sit on one frame of the film only, so a blotch is a pixel that differs from both
+motion-compensated neighbours, and in the same direction (darker than both, or lighter than
+both): Kokaram's spike detection index SDIa,
+
+    s(p) = max(0, Y(p) - max(P(p), N(p)), min(P(p), N(p)) - Y(p))
+
+with Y the frame's luma and P, N the previous and next frames' luma backward-warped onto it
+(DIS flow, bicubic). Where a neighbour is occluded on one side only, that side agrees with the
+frame and s is 0: the two-sided test is what makes SDIa robust to occlusion. The first and last
+frames have neighbours on one side only; they are tested against the two nearest there, which
+catches their dirt but not occlusion: fast motion in them can be taken for dirt. Before the test each neighbour's local
+brightness is matched to the frame's (film flicker is local; `tone_offset`).
+
+Confirmation, per connected region of s above the low threshold:
+
+* over a region (hysteresis): the region needs a pixel whose rank-ordered difference (ROD: the
+  same test against every pixel of the 3x3 neighbourhoods in P and N, so that sub-pixel
+  misalignment at an edge is no spike) exceeds the high threshold. Both thresholds are in units
+  of the frame's noise (grain), the robust spread (1.4826 MAD) of Y - (P + N) / 2;
+* the flow is mended over the candidates: a blotch drags the flow estimated over it towards
+  whatever it resembles, so inside every candidate (grown by 6 px) the flow is replaced by the
+  flow around it (`mend_flow`), the neighbours are warped again and the tests rerun;
+* against fast motion and occlusion (flow consistency): the two motion-compensated neighbours
+  must agree with each other around the region and inside it (a blotch is in neither, so both
+  show the scene; where the motion was not followed they disagree), and the region must differ
+  from both by about as much (the symmetry of Kokaram's original SDI: mean of the smaller
+  difference at least 0.85 of the larger) -- motion the flow missed differs from the two sides
+  by different amounts.
+
+Repair: the confirmed regions, grown by `grow` pixels (blotch edges are soft), are replaced by
+the median of the motion-compensated neighbours and the spatial inpainting of the frame
+(`cv2.inpaint`, Telea): with both neighbours a median of three, so a neighbour the flow got
+wrong is outvoted; with one, that neighbour; where none is inside the frame, the inpainting.
+
+References:
+    Kokaram, Morris, Fitzgerald, Rayner, "Detection of missing data in image sequences",
+    IEEE TIP 1995 (SDIa).
+    Kokaram, "Motion Picture Restoration", Springer 1998 (SDI, motion estimation over missing data).
+    Knutsson, Westin, "Normalized and differential convolution", CVPR 1993.
+    Nadenau, Mitra, "Blotch and scratch detection in image sequences based on rank ordered
+    differences", Time-Varying Image Processing and Moving Object Recognition 4, 1997 (ROD).
+    Telea, "An image inpainting technique based on the fast marching method", JGT 2004.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.ndimage import maximum
+
+from ..errors import VidrestoreError
+from ..flow import backward_warp, create_flow
+from ..io.colour import luma
+from ..pipeline import Stage, Window, register_stage
+
+_TONE_BLOCK = 16      # block size (pixels) of the neighbours' brightness matching
+_RING_PX = 3          # width of the ring around a candidate on which its surroundings are checked
+_MEND_PX = 6          # candidates are grown by this many pixels before the flow over them is mended
+_MEND_SIGMA = 6.0     # Gaussian sigma (pixels) of the normalised average that mends the flow
+_SYMMETRY = 0.85      # a blotch differs from both neighbours by about as much: mean(min) / mean(max) at least this
+_AGREE_SHARE = 0.5    # inside a blotch the neighbours must agree within this share of the spike
+_MIN_SIGMA = 0.008    # noise floor of the thresholds (0-1 scale): clean digital frames still have quantisation
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+
+
+@dataclass
+class Neighbour:
+    """A neighbouring frame warped onto the frame being repaired."""
+
+    rgb: np.ndarray       # (H, W, 3) warped frame
+    y: np.ndarray         # its luma
+    inside: np.ndarray    # bool (H, W): warped from inside the frame
+
+
+def spike_index(y: np.ndarray, p: np.ndarray, n: np.ndarray, reach: int = 1) -> np.ndarray:
+    """How far each pixel lies beyond both aligned neighbours in the same direction (0 if not):
+    SDIa for `reach` 0, and with `reach` r beyond every pixel of their (2r+1)^2 neighbourhoods (ROD)."""
+    if reach:
+        k = np.ones((2 * reach + 1,) * 2, np.uint8)
+        hi, lo = np.maximum(cv2.dilate(p, k), cv2.dilate(n, k)), np.minimum(cv2.erode(p, k), cv2.erode(n, k))
+    else:
+        hi, lo = np.maximum(p, n), np.minimum(p, n)
+    return np.maximum(np.maximum(y - hi, lo - y), 0.0)
+
+
+def noise_sigma(y: np.ndarray, p: np.ndarray, n: np.ndarray) -> float:
+    """Robust spread (1.4826 MAD) of the frame against the mean of its aligned neighbours."""
+    r = y - 0.5 * (p + n)
+    return max(float(1.4826 * np.median(np.abs(r - np.median(r)))), _MIN_SIGMA)
+
+
+def detect_blotches(y: np.ndarray, prev: Neighbour, nxt: Neighbour, low: float = 4.0, high: float = 8.0,
+                    min_area: int = 2, confirm: bool = False) -> np.ndarray:
+    """Bool mask of blotch pixels in a frame of luma `y` (the module docstring gives the tests).
+
+    Args:
+        y: the frame's luma.
+        prev, nxt: the two neighbours warped onto it.
+        low, high: hysteresis thresholds in units of the frame's noise sigma.
+        min_area: smallest region kept, in pixels.
+        confirm: apply the region tests (False: every candidate region, to mend the flow over).
+    """
+    s = spike_index(y, prev.y, nxt.y, reach=0)
+    strong = spike_index(y, prev.y, nxt.y, reach=1)
+    sigma = noise_sigma(y, prev.y, nxt.y)
+    weak = (s > low * sigma).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    if count <= 1:
+        return np.zeros(y.shape, bool)
+    peak = np.concatenate([[0.0], maximum(strong, labels, np.arange(1, count))])
+    agree = np.abs(prev.y - nxt.y)
+    apart = np.maximum(np.abs(y - prev.y), np.abs(y - nxt.y))
+    inside = prev.inside & nxt.inside
+    keep = np.zeros(count, bool)
+    h, w = y.shape
+    ring_kernel = np.ones((2 * _RING_PX + 1,) * 2, np.uint8)
+    for i in np.flatnonzero(peak > high * sigma):
+        if i == 0 or stats[i, cv2.CC_STAT_AREA] < min_area:
+            continue
+        if not confirm:
+            keep[i] = True
+            continue
+        x0, y0, bw, bh = stats[i, :4]
+        ya, yb = max(y0 - _RING_PX, 0), min(y0 + bh + _RING_PX, h)
+        xa, xb = max(x0 - _RING_PX, 0), min(x0 + bw + _RING_PX, w)
+        region = labels[ya:yb, xa:xb] == i
+        ring = (cv2.dilate(region.astype(np.uint8), ring_kernel) > 0) & ~region & inside[ya:yb, xa:xb]
+        box = agree[ya:yb, xa:xb]
+        spike = np.median(s[ya:yb, xa:xb][region])
+        symmetric = s[ya:yb, xa:xb][region].mean() >= _SYMMETRY * apart[ya:yb, xa:xb][region].mean()
+        keep[i] = (symmetric and ring.any() and np.median(box[ring]) <= max(low * sigma, _AGREE_SHARE * spike)
+                   and np.median(box[region]) <= _AGREE_SHARE * spike)
+    return keep[labels]
+
+
+def tone_offset(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The local brightness difference y - p of a frame and an aligned neighbour (film flicker is
+    local as well as global): averaged over 16x16 blocks, median-filtered over 5x5 blocks so that
+    neither a blotch nor a motion failure moves it, and interpolated back to full size."""
+    h, w = y.shape
+    small = cv2.resize(y - p, (max(w // _TONE_BLOCK, 1), max(h // _TONE_BLOCK, 1)), interpolation=cv2.INTER_AREA)
+    if min(small.shape) >= 5:
+        small = cv2.medianBlur(small, 5)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def mend_flow(flow: np.ndarray, hole: np.ndarray, sigma: float = _MEND_SIGMA) -> np.ndarray:
+    """The flow inside `hole` replaced by the normalised Gaussian average of the flow around it
+    (normalised convolution, Knutsson & Westin 1993): a blotch drags the flow estimated over it
+    towards whatever it resembles, the scene around it does not."""
+    if not hole.any():
+        return flow
+    w = (~hole).astype(np.float32)
+    den = cv2.GaussianBlur(w, (0, 0), sigma)
+    num = cv2.GaussianBlur(flow * w[..., None], (0, 0), sigma)
+    mended = num / np.maximum(den, 1e-6)[..., None]
+    return np.where((hole & (den > 1e-3))[..., None], mended, flow).astype(np.float32)
+
+
+def repair(rgb: np.ndarray, mask: np.ndarray, neighbours: list[Neighbour]) -> np.ndarray:
+    """`rgb` with `mask` replaced by the median of the aligned neighbours that are inside the frame
+    there and the spatial inpainting (Telea) of the frame: with both neighbours the median of
+    three values, so one neighbour the flow got wrong is outvoted; with none, the inpainting."""
+    if not mask.any():
+        return rgb
+    hole = mask.astype(np.uint8)
+    spatial = np.dstack([cv2.inpaint(np.ascontiguousarray(rgb[..., c]), hole, 3, cv2.INPAINT_TELEA) for c in range(3)])
+    ys, xs = np.nonzero(mask)
+    vals = np.stack([spatial[ys, xs]] + [nb.rgb[ys, xs] for nb in neighbours])
+    ok = np.stack([np.ones(len(ys), bool)] + [nb.inside[ys, xs] for nb in neighbours])
+    count = ok.sum(axis=0)
+    vals[~ok] = np.nan
+    out = rgb.copy()
+    three = count == 3
+    out[ys[three], xs[three]] = np.median(vals[:, three], axis=0)
+    two = count == 2            # one neighbour: it alone (a median of two would average the spatial guess in)
+    out[ys[two], xs[two]] = np.nansum(vals[1:, two], axis=0)
+    one = count == 1
+    out[ys[one], xs[one]] = spatial[ys[one], xs[one]]
+    return out
+
+
+class DustRemoval(Stage):
+    """Windowed stage `dust` (`vidrestore restore -s dust`): blotch detection and repair.
+
+    Args:
+        low, high: hysteresis thresholds of the spike index in units of the frame's noise sigma.
+        min_area: smallest blotch kept, in pixels.
+        grow: pixels the detected regions are grown by before repair (blotch edges are soft).
+        flow_preset: DIS preset of the flows between neighbouring frames.
+        masks: a folder to write each frame's repaired mask into (dust/NNNNNN.png); empty for none.
+    """
+
+    name = "dust"
+    radius = 2
+
+    def __init__(self, low: float = 4.0, high: float = 8.0, min_area: int = 2, grow: int = 2,
+                 flow_preset: str = "medium", masks: str = ""):
+        if not 0 < low <= high or min_area < 1 or grow < 0:
+            raise VidrestoreError(f"dust needs 0 < low <= high, min_area >= 1 and grow >= 0 (got {low}, {high}, {min_area}, {grow})")
+        self.low, self.high, self.min_area, self.grow = float(low), float(high), int(min_area), int(grow)
+        self.flow_preset = flow_preset
+        self.flow = create_flow("dis", preset=flow_preset)
+        self.masks = Path(masks) / "dust" if masks else None
+        if self.masks is not None:
+            self.masks.mkdir(parents=True, exist_ok=True)
+        self._prepared: dict[int, np.ndarray] = {}
+
+    def config(self) -> dict:
+        return {"low": self.low, "high": self.high, "min_area": self.min_area, "grow": self.grow, "flow": self.flow.config()}
+
+    def _flow(self, a: int, b: int, frames: dict[int, np.ndarray]) -> np.ndarray:
+        """Flow from frame a to frame b; each frame is prepared for the flow once (kept while in the window)."""
+        for i in (a, b):
+            if i not in self._prepared:
+                self._prepared[i] = self.flow.prepare(frames[i])
+        return self.flow.flow_prepared(self._prepared[a], self._prepared[b], frames[a].shape[:2])
+
+    @staticmethod
+    def neighbour(rgb: np.ndarray, flow: np.ndarray, y: np.ndarray) -> Neighbour:
+        """A neighbouring frame warped by `flow` onto the frame of luma `y`, its local brightness
+        matched to the frame's (`tone_offset`), with where the warp is valid."""
+        warped, inside = backward_warp(rgb, flow, interpolation=cv2.INTER_CUBIC)
+        offset = tone_offset(y, luma(warped))
+        warped = np.clip(warped + offset[..., None], 0.0, 1.0)
+        return Neighbour(warped, luma(warped), inside > 0)
+
+    def detect(self, window: Window) -> tuple[np.ndarray, list[Neighbour]]:
+        """The frame's repair mask (grown detections) and its two aligned neighbours."""
+        t = window.index
+        frames = {f.index: f.rgb for f in window.frames}
+        others = sorted((j for j in frames if j != t), key=lambda j: (abs(j - t), j))
+        before, after = [j for j in others if j < t], [j for j in others if j > t]
+        pair = [before[0], after[0]] if before and after else others[:2]
+        if len(pair) < 2:
+            return np.zeros(window.frame.rgb.shape[:2], bool), []
+        flows = [self._flow(t, j, frames) for j in pair]
+        y = luma(frames[t])
+        nbs = [self.neighbour(frames[j], f, y) for j, f in zip(pair, flows)]
+        candidates = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area)
+        mask = candidates
+        if candidates.any():
+            hole = cv2.dilate(candidates.astype(np.uint8), _disc(_MEND_PX)) > 0
+            flows = [mend_flow(f, hole) for f in flows]
+            nbs = [self.neighbour(frames[j], f, y) for j, f in zip(pair, flows)]
+            mask = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area, confirm=True)
+        if self.grow and mask.any():
+            mask = cv2.dilate(mask.astype(np.uint8), _disc(self.grow)) > 0
+        for i in [i for i in self._prepared if i < t - self.radius]:
+            del self._prepared[i]
+        return mask, nbs
+
+    def process(self, window: Window) -> np.ndarray:
+        mask, nbs = self.detect(window)
+        if self.masks is not None:
+            cv2.imwrite(str(self.masks / f"{window.index:06d}.png"), mask.astype(np.uint8) * 255)
+        return repair(window.frame.rgb, mask, nbs) if nbs else window.frame.rgb
+
+
+@register_stage("dust")
+def _dust(low: float = 4.0, high: float = 8.0, min_area: int = 2, grow: int = 2, flow_preset: str = "medium",
+          masks: str = "") -> DustRemoval:
+    return DustRemoval(low, high, min_area, grow, flow_preset, masks)
