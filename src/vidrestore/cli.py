@@ -663,8 +663,13 @@ def _synth_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "synth", "make benchmark clips with known ground truth from sharp footage", [
         "vidrestore synth handheld sharp.mp4 -o clips/walk",
         "vidrestore synth handheld --help",
+        "vidrestore synth noise sharp.mp4 -o clips/noisy25 --sigma 25",
+        "vidrestore synth compress sharp.mp4 -o clips/crf35 --crf 35",
     ])
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    _synth_noise_command(kinds)
+    _synth_compress_command(kinds)
+    _synth_film_command(kinds)
     h = _add(kinds, "handheld", "OIS-aware handheld shake: blurry.mkv (sharp and blurry frames), gt.mkv, labels.json", [
         "vidrestore synth handheld sharp.mp4 -o clips/walk",
         "vidrestore synth handheld sharp.mp4 -o clips/small --scale 0.5 --start 30 --frames 60 --seed 3",
@@ -699,6 +704,64 @@ def _synth_command(sub: argparse._SubParsersAction) -> None:
         return 0
 
     h.set_defaults(handler=run)
+
+
+def _source_part_options(p: argparse.ArgumentParser) -> None:
+    """Input, output folder and the part of the source a paired synth clip uses."""
+    p.add_argument("input", type=Path, help="a clean video")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--start", type=_int_at_least(0), default=0, help="first source frame to use (default 0)")
+    p.add_argument("--frames", type=_int_at_least(1), help="number of frames to use (default: all from --start)")
+    p.add_argument("--scale", type=float, default=1.0, help="resize the source first, e.g. 0.5 (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files in the output folder")
+    _common(p)
+
+
+def _paired_written(r) -> int:
+    print(f"wrote {r.dir}: {r.frames} frames, {r.seconds:.1f} s ({r.gt.name}, {r.degraded.name}, {r.settings.name})")
+    return 0
+
+
+def _synth_noise_command(kinds: argparse._SubParsersAction) -> None:
+    p = _add(kinds, "noise", "sensor noise: gt.mkv, noisy.mkv (lossless), settings.json", [
+        "vidrestore synth noise sharp.mp4 -o clips/noisy25 --sigma 25          # Gaussian, 8-bit scale",
+        "vidrestore synth noise sharp.mp4 -o clips/low-light --poisson 0.01,0.005   # Poisson-Gaussian in linear light",
+        "vidrestore synth noise sharp.mp4 -o clips/short --sigma 15 --frames 30 --scale 0.5 --seed 2",
+    ])
+    _source_part_options(p)
+    p.add_argument("--sigma", type=float, default=25.0, help="Gaussian noise sigma on the 8-bit scale (default 25)")
+    p.add_argument("--poisson", type=_noise_levels, metavar="SHOT,READ",
+                   help="Poisson-Gaussian noise in linear light instead (variance SHOT*x + READ^2), e.g. 0.01,0.005")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .synth.noise import synth_noise
+
+        return _paired_written(synth_noise(args.input, args.output, sigma=args.sigma, poisson=args.poisson, seed=args.seed,
+                                           start=args.start, frames=args.frames, scale=args.scale,
+                                           overwrite=args.overwrite, progress=not args.quiet))
+
+    p.set_defaults(handler=run)
+
+
+def _synth_compress_command(kinds: argparse._SubParsersAction) -> None:
+    p = _add(kinds, "compress", "compression artefacts: gt.mkv, compressed.mkv (H.264/HEVC at a CRF), settings.json", [
+        "vidrestore synth compress sharp.mp4 -o clips/crf35 --crf 35",
+        "vidrestore synth compress sharp.mp4 -o clips/hevc40 --codec hevc --crf 40 --frames 60",
+    ])
+    _source_part_options(p)
+    p.add_argument("--codec", choices=["h264", "hevc"], default="h264", help="encoder (default h264)")
+    p.add_argument("--crf", type=int, default=35, help="constant rate factor, 0-51 (default 35)")
+    p.add_argument("--preset", help="encoder preset (default medium)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .synth.compress import synth_compress
+
+        return _paired_written(synth_compress(args.input, args.output, codec=args.codec, crf=args.crf, preset=args.preset,
+                                              start=args.start, frames=args.frames, scale=args.scale,
+                                              overwrite=args.overwrite, progress=not args.quiet))
+
+    p.set_defaults(handler=run)
 
 
 @_subcommand
@@ -881,6 +944,39 @@ def _bench_command(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(handler=run)
+
+
+def _synth_film_command(kinds: argparse._SubParsersAction) -> None:
+    f = _add(kinds, "film", "archival-film damage: damaged.mkv, gt.mkv, masks/ of blotches and scratches, params.json", [
+        "vidrestore synth film clean.mp4 -o clips/film",
+        "vidrestore synth film clean.mp4 -o clips/dust --scratches 0 --grain 0 --fade 0 --flicker 0   # blotches only",
+    ])
+    f.add_argument("input", type=Path, help="a clean video")
+    f.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    f.add_argument("--seed", type=int, default=0, help="random seed of all damage (default 0)")
+    f.add_argument("--start", type=_int_at_least(0), default=0, help="first source frame to use (default 0)")
+    f.add_argument("--frames", type=_int_at_least(1), help="number of frames to use (default: all from --start)")
+    f.add_argument("--scale", type=float, default=1.0, help="resize the source first, e.g. 0.5 (default 1)")
+    f.add_argument("--blotches", type=float, default=4.0, help="mean blotches (dirt, dust, hairs) per frame (default 4)")
+    f.add_argument("--scratches", type=_int_at_least(0), default=1, help="line scratches, each over a span of frames (default 1)")
+    f.add_argument("--grain", type=float, default=0.02, help="grain standard deviation at mid-grey, AV1 model (default 0.02)")
+    f.add_argument("--fade", type=float, default=0.5, help="dye fading strength, 0 to 1 (default 0.5)")
+    f.add_argument("--flicker", type=float, default=0.04, help="standard deviation of the per-frame exposure gain (default 0.04)")
+    f.add_argument("--overwrite", action="store_true", help="replace existing files in the output folder")
+    _common(f)
+
+    def run(args: argparse.Namespace) -> int:
+        from .synth.film import FilmDamage, synth_film
+
+        damage = FilmDamage(blotches=args.blotches, scratches=args.scratches, grain=args.grain, fade=args.fade,
+                            flicker=args.flicker, seed=args.seed)
+        r = synth_film(args.input, args.output, damage, start=args.start, frames=args.frames, scale=args.scale,
+                       overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {r.dir}: {r.frames} frames, {r.blotches} blotches, {r.seconds:.1f} s "
+              f"({r.damaged.name}, {r.gt.name}, masks/, {r.params.name})")
+        return 0
+
+    f.set_defaults(handler=run)
 
 
 def main(argv: list[str] | None = None) -> int:
