@@ -13,7 +13,7 @@ from vidrestore.io import EncodeSettings, probe, read_frames, write_video
 from vidrestore.pipeline import restore
 from vidrestore.restoration.dct_shrink import dct_shrink
 from vidrestore.restoration.denoise import Denoise
-from vidrestore.restoration.noise_level import estimate_noise
+from vidrestore.restoration.noise_level import estimate_noise, noise_spectrum, pair_level, temporal_scale
 from vidrestore.synth.compress import synth_compress
 from vidrestore.synth.noise import add_gaussian, synth_noise
 from vidrestore.synth.paired import load_settings
@@ -121,6 +121,33 @@ def test_noise_profile_reads_level_against_intensity_per_channel():
     for y in (0.2, 0.5, 0.8):
         want = np.array([0.01 + 0.06 * y, 0.03, 0.05 - 0.04 * y]) * 255
         assert np.allclose(profile.sigma_8bit(y), want, rtol=0.08), (y, profile.sigma_8bit(y), want)
+
+
+@pytest.mark.parametrize("blur", [0.0, 0.5])
+def test_aligned_frames_reveal_correlated_noise(blur):
+    """White noise: the Haar level stands (scale 1, flat spectrum). Noise blurred over neighbouring pixels
+    reads low in the Haar detail; consecutive frames show its per-pixel level and its low-pass spectrum."""
+    rng = np.random.default_rng(2)
+    scene = _scene()
+    clean = [scene[:H, :W], scene[1:H + 1, 2:W + 2]]          # frame 2: the scene moved by (-2, -1) px
+
+    def noise() -> np.ndarray:
+        n = rng.standard_normal((H, W, 3)).astype(np.float32)
+        if blur:
+            n = cv2.GaussianBlur(n, (0, 0), blur)
+        return 0.04 * n / n.std()
+
+    frames = [c + noise() for c in clean]
+    profile = estimate_noise(frames)
+    level = pair_level(frames[0], frames[1], np.full((H, W, 2), [-2.0, -1.0], np.float32))
+    scale, spectrum = temporal_scale(profile, [level]), noise_spectrum([level])
+    haar = np.mean(profile.sigma_8bit(0.5)) / 255
+    if blur:
+        assert haar < 0.8 * 0.04 and abs(haar * scale / 0.04 - 1) < 0.1, (haar, scale)
+        assert spectrum[:2, :2].mean() > 2 * spectrum[6:, 6:].mean()
+    else:
+        assert scale < 1.1 and abs(haar / 0.04 - 1) < 0.1
+        assert spectrum.min() > 0.75 and spectrum.max() < 1.25
 
 
 def test_dct_shrink_keeps_a_clean_image_and_removes_noise():
