@@ -162,3 +162,56 @@ def test_synth_film_cli(panning, tmp_path):
     d, g = _frames(tmp_path / "f" / "damaged.mkv"), _frames(tmp_path / "f" / "gt.mkv")
     assert abs(float(luma(d[0]).mean() - luma(g[0]).mean())) > 0.01   # faded
     assert "fade in [0, 1]" in run_cli("synth", "film", panning, "-o", tmp_path / "g", "--fade", "2").stderr
+
+
+SCRATCHES_ONLY = FilmDamage(blotches=0.0, scratches=3, grain=0.0, fade=0.0, flicker=0.0, seed=3)   # no two scratches within 7 px
+
+
+def test_scratches_found_and_repaired(panning, tmp_path):
+    synth_film(panning, tmp_path / "s", SCRATCHES_ONLY, progress=False)
+    out = tmp_path / "out.mkv"
+    restore(tmp_path / "s" / "damaged.mkv", out, [create_stage(f"scratches:masks={tmp_path / 'm'}")], EncodeSettings("ffv1"),
+            progress=False)
+    gt, dmg, rep = _frames(tmp_path / "s" / "gt.mkv"), _frames(tmp_path / "s" / "damaged.mkv"), _frames(out)
+    visible = found = false = 0
+    err_d, err_r, outside = [], [], []
+    for i in range(N):
+        truth = read_mask(tmp_path / "s", "scratch", i)
+        mask = cv2.imread(str(tmp_path / "m" / "scratches" / f"{i:06d}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        seen = truth & (np.abs(luma(dmg[i]) - luma(gt[i])) > 0.02)
+        visible, found = visible + int(seen.sum()), found + int((seen & mask).sum())
+        false += int((mask & ~(cv2.dilate(truth.astype(np.uint8), np.ones((1, 5), np.uint8)) > 0)).sum())
+        err_d.append((dmg[i] - gt[i])[truth])
+        err_r.append((rep[i] - gt[i])[truth])
+        outside.append((rep[i] - dmg[i])[~truth])
+    psnr = lambda e: -10 * np.log10(np.mean(np.concatenate(e) ** 2))  # noqa: E731
+    assert visible > 3 * H and found >= 0.9 * visible, (found, visible)
+    assert false < 0.002 * N * W * H, false
+    assert psnr(err_r) > psnr(err_d) + 6, (psnr(err_d), psnr(err_r))
+    assert psnr(outside) > 40, psnr(outside)
+
+
+def test_scratches_leave_a_scene_line_that_moves_with_the_pan(tmp_path):
+    """A thin dark vertical line of the scene, panning with it, looks like a scratch in every frame
+    but moves with the flow: it is kept; the same line fixed in the picture is removed."""
+    scene = textured_scene(np.random.default_rng(5), W + 40, H)
+    scene[:, 100:102] = 0.05
+    moving = [cv2.GaussianBlur(scene[:, 2 * i:2 * i + W], (0, 0), 0.7) for i in range(6)]
+    fixed = [f.copy() for f in moving]
+    for f in fixed:
+        f[:, 150:152] = 0.95
+    for name, frames in (("moving", moving), ("fixed", fixed)):
+        write_video(tmp_path / f"{name}.mkv", frames, 24, EncodeSettings("ffv1"))
+    kept = _frames(restore(tmp_path / "moving.mkv", tmp_path / "a.mkv", [create_stage("scratches")], EncodeSettings("ffv1"),
+                           progress=False).output)
+    assert max(np.abs(a - b).max() for a, b in zip(kept, moving)) < 2 / 255
+    fixed_out = _frames(restore(tmp_path / "fixed.mkv", tmp_path / "b.mkv", [create_stage("scratches")], EncodeSettings("ffv1"),
+                                progress=False).output)
+    for out, src in zip(fixed_out, moving):
+        assert np.abs(out[:, 149:153] - src[:, 149:153]).mean() < 0.25 * np.abs(0.95 - src[:, 149:153]).mean()
+        assert np.abs(out[:, 98:104] - src[:, 98:104]).max() < 2 / 255
+
+
+def test_scratches_options_are_checked():
+    with pytest.raises(VidrestoreError, match="min_length"):
+        create_stage("scratches:min_length=2")
