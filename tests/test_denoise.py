@@ -11,7 +11,10 @@ import pytest
 from conftest import one_line_error, psnr, run_cli, textured_scene
 from vidrestore.io import EncodeSettings, probe, read_frames, write_video
 from vidrestore.pipeline import restore
+from vidrestore.errors import VidrestoreError
+from vidrestore.restoration.codec_qp import h264_step, read_qp
 from vidrestore.restoration.dct_shrink import dct_shrink
+from vidrestore.restoration.deblock import Deblock
 from vidrestore.restoration.denoise import Denoise
 from vidrestore.restoration.noise_level import estimate_noise, noise_spectrum, pair_level, temporal_scale
 from vidrestore.synth.compress import synth_compress
@@ -156,6 +159,9 @@ def test_dct_shrink_keeps_a_clean_image_and_removes_noise():
     noisy = add_gaussian(clean, 20, np.random.default_rng(1))
     out = dct_shrink(noisy, 20 / 255)
     assert psnr(out, clean) > psnr(noisy, clean) + 6
+    wiener = dct_shrink(noisy, 20 / 255, pilot=out)
+    assert psnr(wiener, clean) > psnr(out, clean)
+    assert np.abs(dct_shrink(clean, 0.0, pilot=clean) - clean).max() < 1e-5      # no noise: no change, no NaN
 
 
 # --- the denoise stage -------------------------------------------------------------------------
@@ -205,3 +211,29 @@ def test_denoise_cli_reports_the_noise_and_refuses_bad_options(noisy25, tmp_path
     one_line_error(run_cli("denoise", noisy25.degraded, "-o", tmp_path / "x.mkv", "--strength", "1.5"), "strength")
     r = run_cli("restore", noisy25.degraded, "-o", tmp_path / "chain.mkv", "-s", "denoise:radius=1", "-s", "unsharp", "-q")
     assert r.returncode == 0, r.stderr
+
+
+# --- deblock -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def crf40(clean_clip, tmp_path_factory):
+    return synth_compress(clean_clip, tmp_path_factory.mktemp("crf40") / "clip", crf=40, progress=False)
+
+
+def test_qp_is_read_from_the_bitstream(crf40):
+    qp = read_qp(crf40.degraded)
+    assert len(qp) == N and qp[0].block == 16 and qp[0].qp.shape == (H // 16, W // 16)
+    assert 35 <= np.mean([q.qp.mean() for q in qp]) <= 51                     # CRF 40
+    assert h264_step(np.array([4, 28]))[1] == pytest.approx(16.0)              # H.264's table: 1.0 at 4, 16 at 28
+
+
+def test_deblock_gains_on_h264_and_refuses_video_without_a_quantiser(crf40, clean_clip, tmp_path):
+    out = _denoised(tmp_path, crf40.degraded, Deblock(), "db.mkv")
+    gt = _frames(crf40.gt)
+    before = np.mean([psnr(a, b) for a, b in zip(_frames(crf40.degraded), gt)])
+    after = np.mean([psnr(a, b) for a, b in zip(_frames(out), gt)])
+    assert after > before + 0.1, (before, after)
+    with pytest.raises(VidrestoreError, match="exports no quantiser"):
+        restore(clean_clip, tmp_path / "x.mkv", [Deblock()], EncodeSettings("ffv1"), progress=False)
+    r = run_cli("deblock", crf40.degraded, "-o", tmp_path / "cli.mkv", "--codec", "ffv1", "-q")
+    assert r.returncode == 0 and "mean QP" in r.stdout, r.stderr

@@ -85,7 +85,7 @@ def dct_shrink(rgb: np.ndarray, sigma: np.ndarray | float, step: int = 4, thresh
                 weight = 1.0 / gain.sum(dim=(0, 3, 4))
             else:
                 p2 = transform(ref, ys, xs) ** 2
-                gain = p2 / (p2 + noise ** 2)
+                gain = p2 / (p2 + noise ** 2).clamp_min(1e-12)
                 weight = 1.0 / (gain ** 2).sum(dim=(0, 3, 4)).clamp_min(1e-6)
             back = d.T @ (coef * gain * weight[None, :, :, None, None]) @ d
             acc[:, ys, xs] += back.permute(0, 1, 3, 2, 4).reshape(3, n * B, m * B)

@@ -107,6 +107,7 @@ class Denoise(Stage):
 
     name = "denoise"
     two_pass = True
+    step = 4    # DCT block spacing: step 2 gained 0.4 dB at sigma 25 for 3x the time
 
     def __init__(self, radius: int = 2, strength: float = 1.0, h: float = 2.0, threshold: float = 2.7,
                  flow_preset: str = "medium", device: str = "auto"):
@@ -157,11 +158,15 @@ class Denoise(Stage):
             self._prepared[frame.index] = self.flow.prepare(_flow_input(frame.rgb))
         return self._prepared[frame.index]
 
-    def process(self, window: Window) -> np.ndarray:
+    def variance(self, x: np.ndarray, index: int) -> np.ndarray:
+        """Per-pixel noise variance (H, W) of frame `index`, whose pixels are x."""
         if self.profile is None:
-            raise VidrestoreError("denoise needs its analysis pass: run it through vidrestore.restore()")
+            raise VidrestoreError(f"{self.name} needs its analysis pass: run it through vidrestore.restore()")
+        return self.profile.variance(cv2.GaussianBlur(x, (5, 5), 0)).mean(axis=2)
+
+    def process(self, window: Window) -> np.ndarray:
         x = window.frame.rgb.astype(np.float32)
-        variance = self.profile.variance(cv2.GaussianBlur(x, (5, 5), 0)).mean(axis=2)
+        variance = self.variance(x, window.index)
         neighbours, flows = [], []
         seen = {window.index}   # near the ends the window repeats the first/last frame: use each once
         for f in window.frames:
@@ -174,8 +179,8 @@ class Denoise(Stage):
             del self._prepared[old]
         pilot, n_eff = temporal_average(x, neighbours, flows, variance, self.h)
         sigma = np.sqrt(variance / n_eff)
-        first = dct_shrink(pilot, sigma, threshold=self.threshold, spectrum=self.spectrum, device=self.device)
-        out = dct_shrink(pilot, sigma, spectrum=self.spectrum, pilot=first, device=self.device)
+        first = dct_shrink(pilot, sigma, self.step, self.threshold, spectrum=self.spectrum, device=self.device)
+        out = dct_shrink(pilot, sigma, self.step, spectrum=self.spectrum, pilot=first, device=self.device)
         return np.clip(x + self.strength * (out - x), 0.0, 1.0)
 
 
