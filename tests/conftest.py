@@ -131,3 +131,43 @@ def _assert_within_one_code_value(a: np.ndarray, b: np.ndarray, step: float) -> 
     clipped = ((a == 0) | (a == 1)).any(axis=-1)
     assert diff[~clipped].max(initial=0) <= step * 1.01
     assert diff.max() <= 2 * step * 1.01
+
+
+def moving_square_clip(folder: Path):
+    """A textured square crossing a panning scene (7 px per frame, against 1 px of pan), under handheld
+    shake: 30 frames of 256x144. Returns the synthesized clip and the square's top-left corner per frame."""
+    from vidrestore.io import EncodeSettings, write_video
+    from vidrestore.synth.handheld import synth_handheld
+    from vidrestore.synth.shake import ShakeSettings
+
+    scene = textured_scene(np.random.default_rng(7), 300, 172)
+    square = textured_scene(np.random.default_rng(9), 32, 32, rects=12) * 0.5 + 0.5
+    place = [(int(10 + 7 * i), 60 + int(12 * np.sin(i / 3))) for i in range(30)]
+    frames = []
+    for i, (x, y) in enumerate(place):
+        f = cv2.warpAffine(scene, np.float32([[1, 0, -1.0 * i], [0, 1, -0.2 * i]]), (256, 144), flags=cv2.INTER_CUBIC)
+        f[y:y + 32, x:x + 32] = square
+        frames.append(f)
+    write_video(folder / "src.mkv", frames, 30, EncodeSettings("ffv1"))
+    return synth_handheld(folder / "src.mkv", folder / "clip", ShakeSettings(seed=4, blur_strength=2.0), progress=False), place
+
+
+def moving_square_scores(clip, place: list[tuple[int, int]], output: Path) -> dict[str, float]:
+    """Mean PSNR over the clip's blurry frames, input and output against the ground truth: around the
+    square ("in", "out") and on whole frames ("in_all", "out_all")."""
+    from vidrestore.io import read_frames
+    from vidrestore.synth.handheld import load_labels
+
+    blurry = [not f["sharp"] for f in load_labels(clip.dir)["frames"]]
+    scores: dict[str, list[float]] = {"in": [], "out": [], "in_all": [], "out_all": []}
+    for i, (f_in, f_out, f_gt) in enumerate(zip(read_frames(clip.blurry), read_frames(output), read_frames(clip.dir / "gt.mkv"))):
+        if not blurry[i]:
+            continue
+        x, y = place[i]
+        box = (slice(max(0, y - 10), y + 42), slice(max(0, x - 10), x + 42))
+        scores["in"].append(psnr(f_in.rgb[box], f_gt.rgb[box]))
+        scores["out"].append(psnr(f_out.rgb[box], f_gt.rgb[box]))
+        scores["in_all"].append(psnr(f_in.rgb, f_gt.rgb))
+        scores["out_all"].append(psnr(f_out.rgb, f_gt.rgb))
+    assert len(scores["in"]) >= 8
+    return {k: float(np.mean(v)) for k, v in scores.items()}

@@ -345,40 +345,18 @@ def test_sevd_uses_a_stopped_gradient_and_scscm_a_frozen_anchor(analysed, tmp_pa
     assert all(torch.equal(first["anchor"][n], first["model"][n]) for n in first["anchor"])  # taken from the model
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: the fusion still carries a moving object's edges from misaligned "
-                                       "neighbours (on this clip -0.39 dB around the square, +1.34 dB on whole frames)")
+@pytest.mark.xfail(strict=True, reason="issue 17: after 6 steps the network is below the fusion it starts from around "
+                                       "the square (on this clip -0.15 dB there, +1.38 dB on whole frames; the fusion "
+                                       "alone, deblur --fidelity: +0.08 and +1.55 dB)")
 def test_moving_object_is_not_made_worse(tmp_path):
-    """A square crossing a panning scene (7 px per frame, against 1 px of pan) under handheld shake:
-    deblur must not carry another moment's square into a frame. On blurry frames, PSNR-Y against
-    the ground truth around the square stays at least the input's, and the whole frame gains."""
-    from conftest import textured_scene
-    from vidrestore.io import write_video
+    """A square crossing a panning scene under handheld shake (`conftest.moving_square_clip`): deblur
+    must not carry another moment's square into a frame. On blurry frames, PSNR-Y against the
+    ground truth around the square stays at least the input's, and the whole frame gains."""
+    from conftest import moving_square_clip, moving_square_scores
 
-    scene = textured_scene(np.random.default_rng(7), 300, 172)
-    square = textured_scene(np.random.default_rng(9), 32, 32, rects=12) * 0.5 + 0.5
-    place = [(int(10 + 7 * i), 60 + int(12 * np.sin(i / 3))) for i in range(30)]
-    frames = []
-    for i, (x, y) in enumerate(place):
-        f = cv2.warpAffine(scene, np.float32([[1, 0, -1.0 * i], [0, 1, -0.2 * i]]), (256, 144), flags=cv2.INTER_CUBIC)
-        f[y:y + 32, x:x + 32] = square
-        frames.append(f)
-    write_video(tmp_path / "src.mkv", frames, 30, EncodeSettings("ffv1"))
-    clip = synth_handheld(tmp_path / "src.mkv", tmp_path / "clip", ShakeSettings(seed=4, blur_strength=2.0), progress=False)
+    clip, place = moving_square_clip(tmp_path)
     deblur(clip.blurry, tmp_path / "out.mkv", budget=Budget(steps=6), settings=TrainSettings(**TINY),
            encode=EncodeSettings("ffv1"), work_dir=tmp_path / "w", progress=False)
-    blurry = [not f["sharp"] for f in load_labels(clip.dir)["frames"]]
-    scores = {"in": [], "out": [], "in_all": [], "out_all": []}
-    for i, (f_in, f_out, f_gt) in enumerate(zip(read_frames(clip.blurry), read_frames(tmp_path / "out.mkv"),
-                                                read_frames(clip.dir / "gt.mkv"))):
-        if not blurry[i]:
-            continue
-        x, y = place[i]
-        box = (slice(max(0, y - 10), y + 42), slice(max(0, x - 10), x + 42))
-        scores["in"].append(psnr(f_in.rgb[box], f_gt.rgb[box]))
-        scores["out"].append(psnr(f_out.rgb[box], f_gt.rgb[box]))
-        scores["in_all"].append(psnr(f_in.rgb, f_gt.rgb))
-        scores["out_all"].append(psnr(f_out.rgb, f_gt.rgb))
-    mean = {k: float(np.mean(v)) for k, v in scores.items()}
-    assert len(scores["in"]) >= 8
+    mean = moving_square_scores(clip, place, tmp_path / "out.mkv")
     assert mean["out"] >= mean["in"] - 0.05, mean
     assert mean["out_all"] > mean["in_all"] + 0.3, mean

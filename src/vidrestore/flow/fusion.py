@@ -13,7 +13,7 @@ import numpy as np
 from ..io.colour import luma
 
 
-DEFAULTS = {"power": 3.0, "strength": 4.0, "sensitivity": 0.01, "compare_sigma": 1.5}
+DEFAULTS = {"power": 3.0, "strength": 4.0, "sensitivity": 0.01, "compare_sigma": 1.5, "spread": 13, "spread_above": 0.06}
 
 
 def low_luma(rgb: np.ndarray, sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
@@ -28,11 +28,21 @@ def frame_weight(ratio: float, power: float = DEFAULTS["power"], strength: float
 
 
 def trust(centre_low: np.ndarray, warped: np.ndarray, visible: np.ndarray, sensitivity: float = DEFAULTS["sensitivity"],
-          compare_sigma: float = DEFAULTS["compare_sigma"]) -> np.ndarray:
+          compare_sigma: float = DEFAULTS["compare_sigma"], spread: int = DEFAULTS["spread"],
+          spread_above: float = DEFAULTS["spread_above"]) -> np.ndarray:
     """Per-pixel trust in [0, 1] of a neighbour warped onto the centre frame: `visible` times the photometric
-    agreement sens / (sens + |G(Y_warped) - G(Y_centre)|)."""
-    agree = sensitivity / (sensitivity + np.abs(low_luma(warped, compare_sigma) - centre_low))
-    return (visible * agree).astype(np.float32)
+    agreement sens / (sens + d), d = |G(Y_warped) - G(Y_centre)|.
+
+    A strong disagreement (d above `spread_above`) is spread over its `spread` x `spread`
+    neighbourhood first (a grey dilation of d where it exceeds the threshold): an object that
+    moved between the frames disagrees at its edges and texture, while pixels in between can agree
+    by chance, and pasting those would carry the object's other position into the frame.
+    """
+    d = np.abs(low_luma(warped, compare_sigma) - centre_low)
+    if spread > 1:
+        grown = cv2.dilate(d, np.ones((spread, spread), np.uint8))
+        d = np.where(grown > spread_above, grown, d)
+    return (visible * (sensitivity / (sensitivity + d))).astype(np.float32)
 
 
 def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, visible: np.ndarray,

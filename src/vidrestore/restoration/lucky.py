@@ -14,7 +14,9 @@ Laplacian variance measured at half resolution):
 where the neighbour is backward-warped (bicubic) onto frame i with flow i -> j, M_occ is the
 forward-backward occlusion mask, valid marks pixels warped from inside the frame, and the last
 factor is WeightingDeblurer's photometric agreement, computed on Gaussian-blurred luma so that
-the blur difference itself does not count as disagreement. The output is
+the blur difference itself does not count as disagreement; a strong disagreement is first
+spread over its 13x13 neighbourhood (`vidrestore.flow.fusion.trust`), so that an object that
+moved between the frames is not pasted in where its pixels agree by chance. The output is
 (x_i + sum_j w_j x_j->i) / (1 + sum_j w_j); the sharpest frame of its window stays unchanged.
 
 Two departures from WeightingDeblurer, both chosen by measurement on synthetic handheld clips
