@@ -4,7 +4,8 @@
     python benchmarks/hvd_compare.py bench-results/selfhvd-real [--data ../shared/data]
 
 For each HVD clip (`real_blur/hvd00N_input.mp4`, no ground truth) it scores the input, the bench
-run's outputs (`videos/hvd00N/*.mkv`: unsharp mask, lucky-frame fusion, SelfHVD) and the authors'
+run's outputs (`videos/hvd00N/*.mkv`: unsharp mask, lucky-frame fusion, SelfHVD, SelfHVD in
+fidelity mode) and the authors'
 output (`real_blur/hvd00N_selfhvd_output.mp4`) with the same metrics against the input: blur
 effect (Crete et al.; lower is sharper), Laplacian variance (higher is sharper), sharp-frame
 agreement (PSNR-Y against the input's nearest selected sharp frame warped onto the frame, on
@@ -27,6 +28,7 @@ from vidrestore.selfhvd.report import sharpness_timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD = "SelfHVD (full)"
+FIDELITY = "SelfHVD --fidelity"
 
 
 def crop_panel(paths: dict[str, Path], frame: int, out: Path, size: int = 256) -> None:
@@ -55,7 +57,7 @@ def main() -> None:
         source = args.data / "real_blur" / f"{clip}_input.mp4"
         runs = args.results / "videos" / clip
         videos = {"input": source, "unsharp mask": runs / "unsharp.mkv", "lucky-frame fusion": runs / "lucky.mkv",
-                  "vidrestore SelfHVD": runs / f"{METHOD}.mkv",
+                  "vidrestore SelfHVD": runs / f"{METHOD}.mkv", "vidrestore --fidelity": runs / f"{FIDELITY}.mkv",
                   "authors' SelfHVD": args.data / "real_blur" / f"{clip}_selfhvd_output.mp4"}
         sharp = sharpness_timeline(source, progress=False).sharp
         for name, path in videos.items():
