@@ -262,3 +262,30 @@ def test_colour_follows_drifting_fading(still, tmp_path):
 def test_colour_leaves_an_unfaded_clip_alone(still, tmp_path):
     out = _frames(restore(still, tmp_path / "out.mkv", [create_stage("colour")], EncodeSettings("ffv1"), progress=False).output)
     assert _delta_e(out, _frames(still)) < 0.1
+
+
+def test_film_command_runs_the_chain(still, tmp_path):
+    """`vidrestore film`: faded, flickering, dusty and scratched -- every part of the chain repairs
+    its damage (closer to the source than the input), masks and report are written, and the parts
+    switch off one by one."""
+    damage = FilmDamage(blotches=3.0, scratches=1, grain=0.0, fade=1.0, flicker=0.04, seed=5)
+    synth_film(still, tmp_path / "f", damage, progress=False)
+    out = tmp_path / "out.mkv"
+    r = run_cli("film", tmp_path / "f" / "damaged.mkv", "-o", out, "--codec", "ffv1", "--masks", tmp_path / "m",
+                "--report", tmp_path / "r.html", "--work-dir", tmp_path / "w", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "r.html").stat().st_size > 0
+    gt, dmg, rep = _frames(tmp_path / "f" / "gt.mkv"), _frames(tmp_path / "f" / "damaged.mkv"), _frames(out)
+    assert _delta_e(rep, gt) < 0.7 * _delta_e(dmg, gt)     # the gammas of fade 1.0 are not undone (film_colour)
+    for kind, folder in (("blotch", "dust"), ("scratch", "scratches")):
+        assert len(list((tmp_path / "m" / folder).glob("*.png"))) == N
+        truth = np.stack([read_mask(tmp_path / "f", kind, i) for i in range(N)])
+        found = np.stack([cv2.imread(str(tmp_path / "m" / folder / f"{i:06d}.png"), cv2.IMREAD_GRAYSCALE) > 0 for i in range(N)])
+        assert (found & truth).sum() > 0.5 * truth.sum(), kind
+    r = run_cli("film", tmp_path / "f" / "damaged.mkv", "-o", tmp_path / "plain.mkv", "--no-deflicker", "--colour", "off",
+                "--no-dust", "--masks", tmp_path / "m2", "--work-dir", tmp_path / "w", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "m2" / "dust").exists() and (tmp_path / "m2" / "scratches").exists()
+    r = run_cli("film", tmp_path / "f" / "damaged.mkv", "-o", tmp_path / "none.mkv", "--no-deflicker", "--colour", "off",
+                "--no-dust", "--no-scratches")
+    assert r.returncode == 1 and "switched off" in r.stderr

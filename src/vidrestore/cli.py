@@ -979,6 +979,54 @@ def _synth_film_command(kinds: argparse._SubParsersAction) -> None:
     f.set_defaults(handler=run)
 
 
+@_subcommand
+def _film_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "film", "restore archival film: deflicker, faded colour, dust and dirt, line scratches (each switchable)", [
+        "vidrestore film old.mp4 -o restored.mp4                      # deflicker -> colour -> dust -> scratches",
+        "vidrestore film old.mp4 -o restored.mkv --masks masks/       # also masks/dust/ and masks/scratches/, what was repaired",
+        "vidrestore film old.mp4 -o restored.mp4 --stabilize --no-scratches --colour off",
+        "(an interrupted run resumes when the same command is run again)",
+    ])
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("--stabilize", action="store_true", help="first remove gate weave and camera shake (the stabilize command's defaults)")
+    p.add_argument("--no-deflicker", action="store_true", help="leave the exposure flicker")
+    p.add_argument("--colour", choices=["auto", "off"], default="auto",
+                   help="auto = restore faded dyes' black and white points where they are off grey (default); off = keep the colour")
+    p.add_argument("--no-dust", action="store_true", help="leave dust, dirt and blotches")
+    p.add_argument("--no-scratches", action="store_true", help="leave line scratches")
+    p.add_argument("--masks", type=Path, metavar="DIR", help="write each frame's repaired pixels to DIR/dust/ and DIR/scratches/ (PNG)")
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .pipeline import restore
+
+        _check_report(args)
+        stages = _film_stages(args)
+        if not stages:
+            raise VidrestoreError("every part of the film chain is switched off: nothing to do")
+        result = restore(
+            args.input, args.output, stages, _encode_settings(args),
+            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+        )
+        _report(result)
+        if args.masks is not None:
+            print(f"wrote the repair masks under {args.masks}")
+        _keep_record(args, _stage_record(args, "film", stages, result))
+        return 0
+
+    p.set_defaults(handler=run, resumes=True)
+
+
+def _film_stages(args: argparse.Namespace) -> list:
+    """The film chain: [stabilize] -> deflicker -> colour -> dust -> scratches (restoration/film.py says why this order)."""
+    from .restoration.film import film_stages
+
+    return film_stages(stabilize=args.stabilize, deflicker=not args.no_deflicker, colour=args.colour == "auto",
+                       dust=not args.no_dust, scratches=not args.no_scratches, masks=args.masks)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn every expected failure into one line on stderr."""
     parser = build_parser()

@@ -6,11 +6,17 @@ each channel c becomes about offset_c + gain_c * x ** gamma_c. A scene's deepest
 brightest highlights are close to neutral in nearly all footage, so fading shows as a black
 point and a white point off the grey axis:
 
-* black point: the mean colour of the darkest `TAIL` of the pixels by luma;
+* black point: the mean colour of the darkest `TAIL` of the pixels by luma (read on the per-pixel
+  median of the frame and its two neighbours, so that one-frame dust and dirt are not in the
+  tails);
 * white point: among the brightest `TAIL` by luma, the colour nearest the grey axis -- the mode
   of their chroma found by mean shift started on the axis (Comaniciu & Meer 2002), so that a
-  bright coloured object beside a white one does not pull it (from their median chroma when
-  none of them is near grey: the cast is then everywhere).
+  bright coloured object beside a white one does not pull it; when less than 2 % of them
+  is near grey (kernel mass), from their median chroma instead: the cast is then everywhere, and
+  a few pixels that only look grey through it must not set the white.
+
+Both leave out the pixels of line scratches (`film_scratches.find_lines`, unconfirmed): a scratch
+through the emulsion is near white and grey, and would pass for the white point.
 
 Each channel is mapped linearly so that its black point goes to the channels' mean black and its
 white point to the highest channel's white (a dye that fades loses density: the least dimmed
@@ -36,6 +42,7 @@ References:
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,21 +55,24 @@ from ..io.colour import luma
 from ..io.probe import VideoInfo
 from ..io.reader import Frame
 from ..pipeline import Stage, Window, register_stage
-from .deflicker import frame_statistics, shot_starts
+from .deflicker import CUT_THRESHOLD, frame_statistics, shot_starts
+from .film_scratches import find_lines, line_mask
 
 TAIL = 0.005            # share of the pixels (by luma) that make the black and the white point
 _SIGMA = 0.03           # mean-shift bandwidth in chroma (0-1 scale)
 _SHIFTS = 10            # mean-shift iterations
+_GREY_MASS = 0.02       # share of the brightest pixels near grey (kernel mass) for the search to start on the grey axis
 _RAMP = 0.1             # the correction fades in over this much imbalance above the tolerance
 _STATS_WIDTH = 256
 
 
 def _chroma_mode(px: np.ndarray) -> np.ndarray:
-    """The colour of `px` (N, 3) at the mode of their chroma nearest the grey axis (mean shift from it)."""
+    """The colour of `px` (N, 3) at the mode of their chroma nearest the grey axis (mean shift from
+    it, or from their median chroma when too few are near it)."""
     level = px.mean(axis=1)
     chroma = px - level[:, None]
     c = np.zeros(3)
-    if np.exp(-0.5 * (chroma ** 2).sum(axis=1) / _SIGMA ** 2).sum() < 1.0:   # nothing near grey: the cast is all
+    if np.exp(-0.5 * (chroma ** 2).sum(axis=1) / _SIGMA ** 2).sum() < _GREY_MASS * len(px):   # no white thing: the cast is all
         c = np.median(chroma, axis=0)
     for _ in range(_SHIFTS):
         w = np.exp(-0.5 * ((chroma - c) ** 2).sum(axis=1) / _SIGMA ** 2)
@@ -71,13 +81,21 @@ def _chroma_mode(px: np.ndarray) -> np.ndarray:
     return float((w * level).sum() / w.sum()) + c
 
 
-def end_points(rgb: np.ndarray) -> np.ndarray:
-    """(2, 3) the frame's black point and white point (module docstring)."""
+def shrink(rgb: np.ndarray) -> np.ndarray:
+    """The frame at most `_STATS_WIDTH` wide (its statistics are read there)."""
     h, w = rgb.shape[:2]
     if w > _STATS_WIDTH:
         rgb = cv2.resize(rgb, (_STATS_WIDTH, max(1, round(h * _STATS_WIDTH / w))), interpolation=cv2.INTER_AREA)
-    px = rgb.reshape(-1, 3).astype(np.float64)
-    y = luma(np.ascontiguousarray(rgb, dtype=np.float32)).ravel()
+    return rgb
+
+
+def end_points(rgb: np.ndarray) -> np.ndarray:
+    """(2, 3) the frame's black point and white point (module docstring), line scratches left out."""
+    rgb = np.ascontiguousarray(shrink(rgb), dtype=np.float32)
+    y = luma(rgb)
+    keep = ~line_mask(find_lines(y), y.shape, grow=1).ravel()
+    px = rgb.reshape(-1, 3).astype(np.float64)[keep]
+    y = y.ravel()[keep]
     lo, hi = np.quantile(y, [TAIL, 1 - TAIL])
     return np.stack([px[y <= lo].mean(axis=0), _chroma_mode(px[y >= hi])])
 
@@ -107,6 +125,17 @@ def channel_maps(points: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.n
     return 1 + s * (gain - 1), s * offset
 
 
+def despeckled_points(window: deque[tuple[np.ndarray, bool]]) -> np.ndarray:
+    """End points of the second-last of up to three consecutive shrunk frames (each with whether
+    a cut comes before it), read on the per-pixel median of the three: dust and dirt, one frame
+    each, are not in it (Kokaram's premise), though they fill the tails of a dusty frame. Next to
+    a cut, or with one neighbour, the frame alone."""
+    frame, cut = window[-2]
+    if len(window) == 3 and not cut and not window[-1][1]:
+        return end_points(np.median(np.stack([w[0] for w in window]), axis=0))
+    return end_points(frame)
+
+
 class Colour(Stage):
     """Two-pass stage `colour` (`vidrestore film --colour auto`, `restore -s colour`): faded colour restored.
 
@@ -129,20 +158,24 @@ class Colour(Stage):
         return {"window": self.window, "tolerance": self.tolerance, "tail": TAIL}
 
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
+        window: deque[tuple[np.ndarray, bool]] = deque(maxlen=3)   # shrunk frames, each with "a cut before it"
         points, scores, prev = [], [0.0], None
         for f in frames:
-            points.append(end_points(f.rgb))
             _, z = frame_statistics(f.rgb)
             if prev is not None:
                 scores.append(float(np.abs(z - prev).mean()))
             prev = z
-        if not points:
+            window.append((shrink(f.rgb), scores[-1] > CUT_THRESHOLD))
+            if len(window) >= 2:
+                points.append(despeckled_points(window))
+        if not window:
             raise VidrestoreError("no frames to restore the colour of")
+        points.append(end_points(window[-1][0]))
         raw = np.array(points)
         starts = shot_starts(np.array(scores))
-        window = max(3, round(self.window * float(info.fps or 25)) | 1)
-        np.savez(cache_dir / "points.npz", raw=raw, smooth=smooth_points(raw, starts, window))
-        (cache_dir / "summary.json").write_text(json.dumps({"frames": len(raw), "window_frames": window, "shots": starts}))
+        window_frames = max(3, round(self.window * float(info.fps or 25)) | 1)
+        np.savez(cache_dir / "points.npz", raw=raw, smooth=smooth_points(raw, starts, window_frames))
+        (cache_dir / "summary.json").write_text(json.dumps({"frames": len(raw), "window_frames": window_frames, "shots": starts}))
 
     def load(self, cache_dir: Path) -> None:
         smooth = np.load(cache_dir / "points.npz")["smooth"]
