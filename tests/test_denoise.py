@@ -233,7 +233,9 @@ def test_deblock_gains_on_h264_and_refuses_video_without_a_quantiser(crf40, clea
     before = np.mean([psnr(a, b) for a, b in zip(_frames(crf40.degraded), gt)])
     after = np.mean([psnr(a, b) for a, b in zip(_frames(out), gt)])
     assert after > before + 0.1, (before, after)
-    with pytest.raises(VidrestoreError, match="exports no quantiser"):
+    with pytest.raises(VidrestoreError, match="quantiser of H.264 video; this is ffv1"):
         restore(clean_clip, tmp_path / "x.mkv", [Deblock()], EncodeSettings("ffv1"), progress=False)
     r = run_cli("deblock", crf40.degraded, "-o", tmp_path / "cli.mkv", "--codec", "ffv1", "-q")
     assert r.returncode == 0 and "mean QP" in r.stdout, r.stderr
+    with pytest.raises(VidrestoreError, match="exports no quantiser"):
+        read_qp(clean_clip)

@@ -554,6 +554,83 @@ def _deflicker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--radius", type=_int_at_least(1), default=3, help="with --guide: frames each side averaged along the motion (default 3)")
 
 
+@_subcommand
+def _denoise_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "denoise", "remove sensor noise: flow-aligned temporal non-local means, then DCT shrinkage; the noise is measured", [
+        "vidrestore denoise noisy.mp4 -o clean.mp4",
+        "vidrestore denoise noisy.mp4 -o softer.mp4 --strength 0.7     # 70 % of the way from the input to the result",
+        "vidrestore denoise noisy.mp4 -o clean.mkv --radius 3 --codec ffv1",
+        "(an interrupted run resumes when the same command is run again)",
+    ])
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    _denoise_options(p)
+    _device_option(p)
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .pipeline import restore
+
+        _check_report(args)
+        [stage] = _denoise_stages(args)
+        result = restore(
+            args.input, args.output, [stage], _encode_settings(args),
+            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+        )
+        _report(result)
+        levels = ", ".join(f"{'/'.join(f'{v:.1f}' for v in rgb)} at {float(y):.0%}" for y, rgb in stage.summary.items())
+        print(f"noise measured (sigma R/G/B, 8-bit scale, by intensity): {levels}")
+        _keep_record(args, _stage_record(args, "denoise", [stage], result))
+        return 0
+
+    p.set_defaults(handler=run, resumes=True)
+
+
+def _denoise_stages(args: argparse.Namespace) -> list:
+    from .restoration.denoise import Denoise
+
+    return [Denoise(args.radius, args.strength, device=args.device)]
+
+
+def _denoise_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strength", type=float, default=1.0, help="blend of input (0) and full result (1) (default 1)")
+    p.add_argument("--radius", type=_int_at_least(0), default=2, help="frames each side averaged along the motion (default 2)")
+
+
+@_subcommand
+def _deblock_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "deblock", "remove H.264 blocking and ringing, guided by the quantiser the bitstream states", [
+        "vidrestore deblock lowbitrate.mp4 -o clean.mp4",
+        "vidrestore deblock lowbitrate.mp4 -o clean.mkv --strength 0.8 --codec ffv1",
+        "vidrestore restore lowbitrate.mp4 -o out.mp4 -s deblock -s denoise   # deblock reads its input's quantiser: first",
+    ])
+    p.add_argument("input", type=Path, help="an H.264 video")
+    p.add_argument("--strength", type=float, default=1.0, help="blend of input (0) and full result (1) (default 1)")
+    p.add_argument("--radius", type=_int_at_least(0), default=2, help="frames each side averaged along the motion (default 2)")
+    _device_option(p)
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .pipeline import restore
+        from .restoration.deblock import Deblock
+
+        _check_report(args)
+        stage = Deblock(args.radius, args.strength, args.device)
+        result = restore(
+            args.input, args.output, [stage], _encode_settings(args),
+            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+        )
+        _report(result)
+        print(f"quantiser read from the bitstream: mean QP {stage.summary['mean_qp']}")
+        _keep_record(args, _stage_record(args, "deblock", [stage], result))
+        return 0
+
+    p.set_defaults(handler=run, resumes=True)
+
+
 def _stage_job(name: str, stages: Callable[[argparse.Namespace], list]) -> Callable[[argparse.Namespace], object]:
     """A batch job builder for a command that runs stages through `restore`."""
 
@@ -981,8 +1058,9 @@ def _synth_film_command(kinds: argparse._SubParsersAction) -> None:
 
 @_subcommand
 def _film_command(sub: argparse._SubParsersAction) -> None:
-    p = _add(sub, "film", "restore archival film: deflicker, faded colour, dust and dirt, line scratches (each switchable)", [
-        "vidrestore film old.mp4 -o restored.mp4                      # deflicker -> colour -> dust -> scratches",
+    p = _add(sub, "film", "restore archival film: deflicker, faded colour, dust and dirt, line scratches, grain kept (each switchable)", [
+        "vidrestore film old.mp4 -o restored.mp4                      # deflicker -> colour -> dust -> scratches, grain kept",
+        "vidrestore film old.mp4 -o restored.mp4 --grain resynth      # grain measured (AV1 model), removed, re-made after",
         "vidrestore film old.mp4 -o restored.mkv --masks masks/       # also masks/dust/ and masks/scratches/, what was repaired",
         "vidrestore film old.mp4 -o restored.mp4 --stabilize --no-scratches --colour off",
         "(an interrupted run resumes when the same command is run again)",
@@ -990,6 +1068,9 @@ def _film_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="video file or folder of images")
     p.add_argument("--stabilize", action="store_true", help="first remove gate weave and camera shake (the stabilize command's defaults)")
     p.add_argument("--no-deflicker", action="store_true", help="leave the exposure flicker")
+    p.add_argument("--grain", choices=["keep", "remove", "resynth", "off"], default="keep",
+                   help="keep = take the grain out for the repairs and put it back (default); remove; resynth = measure it "
+                        "(AV1 film-grain model), take it out, synthesize new grain of that model after; off = leave it in for the repairs")
     p.add_argument("--colour", choices=["auto", "off"], default="auto",
                    help="auto = restore faded dyes' black and white points where they are off grey (default); off = keep the colour")
     p.add_argument("--no-dust", action="store_true", help="leave dust, dirt and blotches")
@@ -1020,10 +1101,10 @@ def _film_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _film_stages(args: argparse.Namespace) -> list:
-    """The film chain: [stabilize] -> deflicker -> colour -> dust -> scratches (restoration/film.py says why this order)."""
+    """The film chain (restoration/film.py gives the order and why)."""
     from .restoration.film import film_stages
 
-    return film_stages(stabilize=args.stabilize, deflicker=not args.no_deflicker, colour=args.colour == "auto",
+    return film_stages(stabilize=args.stabilize, deflicker=not args.no_deflicker, grain=args.grain, colour=args.colour == "auto",
                        dust=not args.no_dust, scratches=not args.no_scratches, masks=args.masks)
 
 

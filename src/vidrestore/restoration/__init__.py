@@ -10,7 +10,7 @@ from ..pipeline.stage import register_stage_loader
 
 def _load_stages() -> None:
     """Import the modules that register the built-in stages."""
-    from . import deflicker, denoise, film_colour, film_dust, film_scratches, identity, lucky, stabilize, unsharp  # noqa: F401
+    from . import deblock, deflicker, denoise, film_colour, film_dust, film_scratches, identity, lucky, stabilize, unsharp  # noqa: F401
 
 
 register_stage_loader(_load_stages)

@@ -56,6 +56,10 @@ class Deblock(Denoise):
     def config(self) -> dict:
         return {**super().config(), "kappa": KAPPA, "step": self.step}
 
+    def check(self, info: VideoInfo) -> None:
+        if info.codec != "h264":
+            raise VidrestoreError(f"deblock reads the quantiser of H.264 video; this is {info.codec}", info.path)
+
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
         qp = read_qp(info.path)
         np.savez(cache_dir / "qp.npz", *[q.qp for q in qp])
