@@ -237,5 +237,6 @@ def test_deblock_gains_on_h264_and_refuses_video_without_a_quantiser(crf40, clea
         restore(clean_clip, tmp_path / "x.mkv", [Deblock()], EncodeSettings("ffv1"), progress=False)
     r = run_cli("deblock", crf40.degraded, "-o", tmp_path / "cli.mkv", "--codec", "ffv1", "-q")
     assert r.returncode == 0 and "mean QP" in r.stdout, r.stderr
+    one_line_error(run_cli("deblock", crf40.degraded, "-o", tmp_path / "y.mkv", "--strength", "-1"), "deblock", "strength")
     with pytest.raises(VidrestoreError, match="exports no quantiser"):
         read_qp(clean_clip)

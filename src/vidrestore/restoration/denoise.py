@@ -116,7 +116,7 @@ class Denoise(Stage):
         from ..selfhvd.train import resolve_device
 
         if radius < 0 or not 0 <= strength <= 1 or h <= 0 or threshold <= 0:
-            raise VidrestoreError(f"denoise needs radius >= 0, strength in [0, 1], h > 0 and threshold > 0 "
+            raise VidrestoreError(f"{self.name} needs radius >= 0, strength in [0, 1], h > 0 and threshold > 0 "
                                   f"(got {radius}, {strength}, {h}, {threshold})")
         self.radius, self.strength, self.h, self.threshold = int(radius), float(strength), float(h), float(threshold)
         self.flow = create_flow("dis", preset=flow_preset, scale=0.5)
