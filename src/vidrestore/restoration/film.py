@@ -1,6 +1,6 @@
 """The archival-film chain of `vidrestore film`: which stages, in which order, and why.
 
-    [stabilize] -> deflicker -> colour -> dust -> scratches
+    [grain measured] -> [stabilize] -> deflicker -> colour -> [grain out] -> dust -> scratches -> [grain back or re-made]
 
 * stabilize (only when asked): gate weave and shake first, so that every later stage sees a
   steady frame (its analysis reads the input as it is).
@@ -16,28 +16,48 @@
   median over 2 s.
 * dust, then scratches: blotches first, so that a blotch on a scratch does not break the line.
 
-Grain handling (keep, remove, resynthesize) is not part of the chain yet.
+Grain (`film_grain`), around the repairs: `keep` (the default: grain is the film's texture)
+takes it out with `denoise` before dust and puts the same grain back after the scratches;
+`remove` takes it out there for good; `resynth` measures it on the input first, takes it out,
+and synthesizes grain of the measured model after the scratches; `off` leaves it in the picture
+for the repairs to see. It is taken out after colour, not before, for the reason colour runs
+before the repairs: `denoise` is the slowest stage and colour's analysis would run it a second
+time; colour's per-channel map commutes with it as with the repairs, and grain, the same on R, G
+and B, moves the channels' black and white points alike.
 """
 
 from __future__ import annotations
 
 import os
 
+from ..errors import VidrestoreError
 from ..pipeline import Stage
 from .deflicker import Deflicker
+from .denoise import Denoise
 from .film_colour import Colour
 from .film_dust import DustRemoval
+from .film_grain import GrainMeasure, GrainMerge, GrainSplit, GrainSynth
 from .film_scratches import ScratchRemoval
 from .stabilize import Stabilize
 
 
-def film_stages(*, stabilize: bool = False, deflicker: bool = True, colour: bool = True, dust: bool = True,
-                scratches: bool = True, masks: str | os.PathLike | None = None) -> list[Stage]:
-    """The stages of the film chain that are switched on, in order; `masks`: a folder for the
-    dust and scratch stages' per-frame repair masks (masks/dust/, masks/scratches/)."""
+GRAIN_MODES = ("keep", "remove", "resynth", "off")
+
+
+def film_stages(*, stabilize: bool = False, deflicker: bool = True, grain: str = "keep", colour: bool = True,
+                dust: bool = True, scratches: bool = True, masks: str | os.PathLike | None = None) -> list[Stage]:
+    """The stages of the film chain that are switched on, in order; `grain`: one of GRAIN_MODES;
+    `masks`: a folder for the dust and scratch stages' per-frame repair masks (masks/dust/,
+    masks/scratches/)."""
+    if grain not in GRAIN_MODES:
+        raise VidrestoreError(f"grain must be one of {', '.join(GRAIN_MODES)}, not {grain!r}")
     folder = str(masks) if masks is not None else ""
+    measure = GrainMeasure() if grain == "resynth" else None
+    split = GrainSplit() if grain == "keep" and (dust or scratches) else None   # keep: nothing to protect it from without repairs
     chosen = [
-        (stabilize, Stabilize), (deflicker, Deflicker), (colour, Colour),
+        (measure is not None, lambda: measure), (stabilize, Stabilize), (deflicker, Deflicker), (colour, Colour),
+        (split is not None, lambda: split), (grain in ("remove", "resynth"), Denoise),
         (dust, lambda: DustRemoval(masks=folder)), (scratches, lambda: ScratchRemoval(masks=folder)),
+        (split is not None, lambda: GrainMerge(split)), (measure is not None, lambda: GrainSynth(measure)),
     ]
     return [make() for on, make in chosen if on]
