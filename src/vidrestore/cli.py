@@ -631,6 +631,37 @@ def _deblock_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run, resumes=True)
 
 
+@_subcommand
+def _upscale_command(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "upscale", "super-resolution by 2, 3 or 4: the luma fused from the neighbouring frames' samples, chroma bicubic", [
+        "vidrestore upscale small.mp4 -o big.mp4 --scale 2",
+        "vidrestore upscale small.mp4 -o big.mkv --scale 4 --codec ffv1",
+        "vidrestore restore noisy_small.mp4 -o out.mp4 -s denoise -s upscale:scale=2",
+    ])
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="output size over input size (default 2)")
+    p.add_argument("--radius", type=_int_at_least(0), default=3, help="neighbours each side whose samples are fused (default 3)")
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .pipeline import restore
+        from .restoration.upscale import Upscale
+
+        _check_report(args)
+        stage = Upscale(args.scale, args.radius)
+        result = restore(
+            args.input, args.output, [stage], _encode_settings(args),
+            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+        )
+        _report(result)
+        _keep_record(args, _stage_record(args, "upscale", [stage], result))
+        return 0
+
+    p.set_defaults(handler=run, resumes=True)
+
+
 def _stage_job(name: str, stages: Callable[[argparse.Namespace], list]) -> Callable[[argparse.Namespace], object]:
     """A batch job builder for a command that runs stages through `restore`."""
 

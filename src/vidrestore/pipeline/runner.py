@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,13 +16,13 @@ import av
 
 from ..errors import VidrestoreError
 from ..io.cache import cache_ready, mark_complete
-from ..io.colour import native_format
+from ..io.colour import AVCOL_BY_MATRIX, native_format
 from ..io.encode import EncodeSettings, OutputPlan, SegmentEncoder, plan_output
 from ..io.images import write_image
 from ..io.mux import TrackPlan, mux_output, plan_tracks, resolve_output
 from ..io.paths import check_output, config_key, content_hash, fsync_file, output_lock
 from ..io.probe import VideoInfo, probe
-from ..io.reader import Frame, VideoReader
+from ..io.reader import Frame, VideoReader, stream_colour
 from ..io.segments import Job, SegmentRecord
 from ..util.prefetch import DEPTH as PREFETCH_DEPTH
 from ..util.prefetch import prefetch
@@ -172,10 +172,28 @@ def restore(
 
 def memory_needed(info: VideoInfo, stages: Sequence[Stage]) -> int:
     """Bytes that the frames in flight take: the read-ahead, each stage's window and working copies
-    (float32 RGB, four copies a stage), the frame being encoded."""
-    frame = info.width * info.height * 3 * 4
-    in_flight = PREFETCH_DEPTH + 2 + sum(2 * s.radius + 1 + 4 for s in stages)
-    return frame * in_flight
+    (float32 RGB, four copies a stage, at the size of its output when that is larger), the frame being encoded."""
+    w, h = info.width, info.height
+    pixels = (PREFETCH_DEPTH + 1) * w * h
+    for s in stages:
+        out_w, out_h = s.output_size(w, h)
+        pixels += (2 * s.radius + 1) * w * h + 4 * max(w * h, out_w * out_h)
+        w, h = out_w, out_h
+    return (pixels + w * h) * 3 * 4
+
+
+def output_info(info: VideoInfo, stages: Sequence[Stage]) -> VideoInfo:
+    """`info` as the output's encoder sees it: the size after every stage; an untagged colour matrix, which
+    players guess from the size, tagged as the one the input was decoded with when the size changes."""
+    w, h = info.width, info.height
+    for s in stages:
+        w, h = s.output_size(w, h)
+    if (w, h) == (info.width, info.height):
+        return info
+    colour = info.colour
+    if info.kind == "video" and colour.matrix in (None, 2):
+        colour = replace(colour, matrix=AVCOL_BY_MATRIX[stream_colour(info).matrix])
+    return replace(info, width=w, height=h, colour=colour)
 
 
 def _size(n: int) -> str:
@@ -222,7 +240,7 @@ def plan_restore(input: str | os.PathLike, output: str | os.PathLike, encode: En
     png = encode.codec == "png"
     reads = [inp, *(path for s in stages for path in s.inputs())]
     check_output(reads, out, overwrite, folder=png)
-    plan = plan_output(info, encode)
+    plan = plan_output(output_info(info, stages), encode)
     notes: list[str] = [note] if note else []
     need, have = memory_needed(info, stages), available_memory()
     if need > have:

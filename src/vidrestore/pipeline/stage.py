@@ -60,6 +60,10 @@ class Stage:
         """Files the stage reads besides the video (a guide): the output may never replace them."""
         return []
 
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the frames `process` returns for frames of width x height (a resizing stage overrides it)."""
+        return width, height
+
     def check(self, info: VideoInfo) -> None:
         """Refuse, before any work, a video the stage cannot process (raise VidrestoreError)."""
 

@@ -1,0 +1,104 @@
+"""Multi-frame super-resolution (`upscale`, issue 19): measured gains on generated clips, sizes, tags."""
+
+from __future__ import annotations
+
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from vidrestore.io.colour import luma
+from vidrestore.io.probe import probe
+from vidrestore.io.reader import Frame, VideoReader
+from vidrestore.metrics.fidelity import psnr
+from vidrestore.pipeline import Window, create_stage, restore
+from vidrestore.restoration.kernel_fusion import bicubic
+from vidrestore.restoration.upscale import Upscale
+
+
+def _scene() -> np.ndarray:
+    """A detailed photograph, float RGB."""
+    return data.astronaut()[100:356, 100:356].astype(np.float32) / 255
+
+
+def _shifted(scene: np.ndarray, shifts: list[tuple[float, float]], scale: int) -> list[np.ndarray]:
+    """The scene moved by sub-pixel shifts (high-resolution pixels), then downscaled by area."""
+    h, w = scene.shape[:2]
+    out = []
+    for dx, dy in shifts:
+        moved = cv2.warpAffine(scene, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), flags=cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REFLECT)
+        out.append(cv2.resize(moved, (w // scale, h // scale), interpolation=cv2.INTER_AREA))
+    return out
+
+
+def _window(frames: list[np.ndarray]) -> Window:
+    return Window(tuple(Frame(i, i, i / 25, rgb) for i, rgb in enumerate(frames)), len(frames) // 2)
+
+
+SHIFTS = [(0.0, 0.0), (1.1, 0.4), (0.5, 1.3), (1.6, 1.0), (0.3, 0.7), (1.4, 1.7), (0.9, 0.2)]
+
+
+def _y_psnr(out: np.ndarray, ref: np.ndarray) -> float:
+    return psnr(out, ref, crop=8, channel="y")
+
+
+def test_subpixel_shifts_beat_bicubic_and_single_frame():
+    scene = _scene()
+    frames = _shifted(scene, SHIFTS, 2)
+    gt = cv2.warpAffine(scene, np.float32([[1, 0, SHIFTS[3][0]], [0, 1, SHIFTS[3][1]]]), scene.shape[1::-1],
+                        flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    multi = Upscale(2, 3).process(_window(frames))
+    single = Upscale(2, 0).process(_window(frames[3:4]))
+    cubic = np.clip(bicubic(frames[3], 2), 0, 1)
+    assert multi.shape == gt.shape
+    p_multi, p_single, p_cubic = _y_psnr(multi, gt), _y_psnr(single, gt), _y_psnr(cubic, gt)
+    assert p_multi > p_cubic + 1.5, (p_multi, p_single, p_cubic)
+    assert p_multi > p_single + 1.0, (p_multi, p_single, p_cubic)
+
+
+def test_untrusted_neighbours_fall_back_to_single_frame():
+    """Neighbours showing another scene are rejected: the result is the single-frame one."""
+    scene = _scene()
+    frames = _shifted(scene, SHIFTS[:3], 2)
+    other = np.ascontiguousarray(np.rot90(frames[0]))
+    single = Upscale(2, 0).process(_window(frames[1:2]))
+    mixed = Upscale(2, 1).process(_window([other, frames[1], other[::-1].copy()]))
+    assert _y_psnr(mixed, single) > 40
+
+
+def test_chroma_is_bicubic():
+    frames = _shifted(_scene(), SHIFTS[:3], 2)
+    out = Upscale(2, 1).process(_window(frames))
+    def chroma(rgb):
+        return np.stack([rgb[..., 0] - luma(rgb), rgb[..., 2] - luma(rgb)], -1)
+    want = bicubic(chroma(frames[1]), 2)
+    assert np.abs(chroma(out) - want)[8:-8, 8:-8].mean() < 2e-3
+
+
+def test_restore_upscales_odd_sizes_and_keeps_the_guessed_matrix(tmp_path):
+    """x3 of a 75x61 clip is 225x183; the untagged input's matrix (guessed from its size) is tagged on the output."""
+    scene = _scene()
+    frames = [np.ascontiguousarray(f[:61, :75]) for f in _shifted(scene, SHIFTS[:4], 3)]
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), cv2.cvtColor((f * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
+    src = tmp_path / "small.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "%d.png"), "-c:v", "ffv1", "-pix_fmt", "yuv420p", str(src)], check=True)
+    assert probe(src).colour.matrix in (None, 2)
+    out = tmp_path / "big.mkv"
+    restore(src, out, [create_stage("upscale:scale=3,radius=1")], work_dir=tmp_path / "work", progress=False)
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count) == (225, 183, 4)
+    assert info.colour.matrix == 6   # BT.601, what 75x61 was decoded as (225x183 would be guessed the same,
+    # but 1280 wide would not: the tag is written whenever the size changes)
+    big = [f.rgb for f in VideoReader(out).frames()]
+    assert _y_psnr(big[1], np.clip(bicubic(frames[1], 3), 0, 1)) > 25
+
+
+def test_bad_scale_is_refused():
+    from vidrestore.errors import VidrestoreError
+
+    with pytest.raises(VidrestoreError, match="scale 2, 3 or 4"):
+        create_stage("upscale:scale=5")
