@@ -102,3 +102,17 @@ def test_bad_scale_is_refused():
 
     with pytest.raises(VidrestoreError, match="scale 2, 3 or 4"):
         create_stage("upscale:scale=5")
+
+
+def test_flows_kept_between_windows_do_not_leak_into_another_video():
+    """The stage keeps flows for the next windows; a second video through the same stage gets its own."""
+    from vidrestore.pipeline.stage import apply_stage
+
+    scene = _scene()
+    clip_a = [Frame(i, i, i / 25, f) for i, f in enumerate(_shifted(scene, SHIFTS[:4], 2))]
+    clip_b = [Frame(i, i, i / 25, f) for i, f in enumerate(_shifted(scene[::-1].copy(), SHIFTS[2:6], 2))]
+    used = Upscale(2, 1)
+    list(apply_stage(used, clip_a))
+    again = [f.rgb for f in apply_stage(used, clip_b)]
+    fresh = [f.rgb for f in apply_stage(Upscale(2, 1), clip_b)]
+    assert all(np.array_equal(a, b) for a, b in zip(again, fresh))

@@ -13,6 +13,7 @@ centre frame t and each frame j of the window:
    at low-resolution position p, reads from frame j the 2x2 samples around p + flow(p); a sample
    at offset delta from p weighs exp(-|delta|^2 / (2 kernel^2)) * R_j. What is averaged is each
    sample's innovation: its value less the centre frame's bicubic interpolation where it lies.
+   The innovation is computed once per neighbour at the low resolution, from flow j -> t.
    The centre frame's own samples (innovation 0) join with their kernel weights, and the
    average is added to the centre frame's bicubic upsampling. Where the neighbours add no new
    positions (a still camera) or are not trusted (R_j = 0: occluded, misaligned) the result is
@@ -37,12 +38,13 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from ..flow import FlowEstimator, backward_warp, occlusion_mask, resize_field
+from ..flow import backward_warp, occlusion_mask, resize_field
 
 NOISE_FLOOR = 2.0 / 255  # luma difference the robustness test always tolerates
 
@@ -64,25 +66,36 @@ def robustness(centre: np.ndarray, warped: np.ndarray, visible: np.ndarray, k: f
 
 @dataclass
 class Alignment:
-    """One neighbour's flows at the low resolution (t -> j, j -> t) and its trust R_j in t's grid."""
+    """One neighbour at the low resolution: flow t -> j, trust R_j in t's grid, and the innovation of each
+    of its samples (its value less the centre frame's bicubic interpolation where it lies, by flow j -> t)."""
 
     to_j: np.ndarray
-    to_t: np.ndarray
     trust: np.ndarray
+    innovation: np.ndarray
 
 
-def align(lumas: list[np.ndarray], centre: int, flow: FlowEstimator, k: float = 4.0) -> dict[int, Alignment]:
-    """Steps 1-2 for every frame of the window but the centre (k: tolerance of the robustness test)."""
+def align(lumas: list[np.ndarray], centre: int, flow_between: Callable[[int, int], np.ndarray],
+          k: float = 4.0) -> dict[int, Alignment]:
+    """Steps 1-2 for every frame of the window but the centre.
+
+    Args:
+        lumas: float32 (h, w) luma of each frame of the window.
+        centre: index of the frame being upscaled.
+        flow_between: flow_between(a, b) is the low-resolution flow from frame a to frame b.
+        k: tolerance of the robustness test.
+    """
     yc = lumas[centre]
-    size = yc.shape
-    prepared = [flow.prepare(y) for y in lumas]
+    h, w = yc.shape
+    gx = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
+    gy = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
     out = {}
     for j, yj in enumerate(lumas):
         if j != centre:
-            f_tj = flow.flow_prepared(prepared[centre], prepared[j], size)
-            f_jt = flow.flow_prepared(prepared[j], prepared[centre], size)
+            f_tj, f_jt = flow_between(centre, j), flow_between(j, centre)
             warped, valid = backward_warp(yj, f_tj)
-            out[j] = Alignment(f_tj, f_jt, robustness(yc, warped, occlusion_mask(f_tj, f_jt) * valid, k))
+            trust = robustness(yc, warped, occlusion_mask(f_tj, f_jt) * valid, k)
+            predicted = cv2.remap(yc, gx + f_jt[..., 0], gy + f_jt[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            out[j] = Alignment(f_tj, trust, yj - predicted)
     return out
 
 
@@ -93,22 +106,19 @@ def _lowres_grid(h: int, w: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return px, py
 
 
-def _kernel_weights(ux: np.ndarray, uy: np.ndarray, qx0: np.ndarray, qy0: np.ndarray, inv: np.float32, h: int,
-                    w: int) -> np.ndarray:
-    """Summed kernel weight of the 2x2 samples around (ux, uy) that lie inside an h x w frame."""
-    x0, y0 = np.floor(qx0), np.floor(qy0)
-    total = np.zeros(ux.shape, np.float32)
+def _taps(ux: np.ndarray, uy: np.ndarray, inv: np.float32, h: int, w: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The 2x2 samples around each (ux, uy) of an h x w frame: (x, y, kernel weight; 0 outside the frame)."""
+    x0, y0 = np.floor(ux), np.floor(uy)
     for dy in (0, 1):
         for dx in (0, 1):
             qx, qy = x0 + dx, y0 + dy
             inside = (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
-            total += np.exp(((qx - ux) ** 2 + (qy - uy) ** 2) * inv) * inside
-    return total
+            yield qx, qy, np.exp(((qx - ux) ** 2 + (qy - uy) ** 2) * inv) * inside
 
 
 def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[int, Alignment],
               kernel: float = 0.35) -> np.ndarray:
-    """Steps 3-4: the centre frame's luma at `scale` times its size from the window's lumas.
+    """Step 3: the centre frame's luma at `scale` times its size from the window's lumas.
 
     Args:
         lumas: float32 (h, w) luma of each frame of the window.
@@ -121,30 +131,17 @@ def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[in
     h, w = yc.shape
     big = (h * scale, w * scale)
     px, py = _lowres_grid(h, w, scale)
-    num = np.zeros(big, np.float32)
-    den = np.zeros(big, np.float32)
     inv = np.float32(-0.5 / kernel ** 2)
-    centre_weight = _kernel_weights(px, py, px, py, inv, h, w)
-    for j, yj in enumerate(lumas):
-        if j == centre:
-            continue
-        f_big = resize_field(aligned[j].to_j, big)
-        r = resize_field(aligned[j].trust, big)
-        ux, uy = px + f_big[..., 0], py + f_big[..., 1]
-        x0, y0 = np.floor(ux), np.floor(uy)
-        for dy in (0, 1):
-            for dx in (0, 1):
-                qx, qy = x0 + dx, y0 + dy
-                inside = (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
-                wgt = np.exp(((qx - ux) ** 2 + (qy - uy) ** 2) * inv) * inside * r
-                sample = cv2.remap(yj, qx, qy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-                predicted = cv2.remap(yc, qx - f_big[..., 0], qy - f_big[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-                num += wgt * (sample - predicted)
-                den += wgt
-    up = bicubic(yc, scale)
-    if len(lumas) == 1:
-        return up
-    return up + num / (den + centre_weight)
+    num = np.zeros(big, np.float32)
+    den = sum(wgt for _, _, wgt in _taps(px, py, inv, h, w))   # the centre frame's samples, innovation 0
+    for j, a in aligned.items():
+        f_big = resize_field(a.to_j, big)
+        r = resize_field(a.trust, big)
+        for qx, qy, wgt in _taps(px + f_big[..., 0], py + f_big[..., 1], inv, h, w):
+            wgt *= r
+            num += wgt * cv2.remap(a.innovation, qx, qy, cv2.INTER_NEAREST)
+            den += wgt
+    return bicubic(yc, scale) + num / den
 
 
 def back_project(estimate: np.ndarray, observed: np.ndarray, scale: int, psf: float, iterations: int = 3) -> np.ndarray:

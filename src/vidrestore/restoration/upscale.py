@@ -50,6 +50,7 @@ class Upscale(Stage):
             raise VidrestoreError(f"{self.name} needs scale 2, 3 or 4, radius >= 0 and psf > 0 (got {scale}, {radius}, {psf})")
         self.scale, self.radius, self.psf = int(scale), int(radius), float(psf)
         self.flow = create_flow("dis", preset="medium", finest_level=0)
+        self._flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # flows later windows reuse
 
     def config(self) -> dict:
         return {"scale": self.scale, "radius": self.radius, "psf": self.psf, "flow": self.flow.config()}
@@ -62,7 +63,19 @@ class Upscale(Stage):
         order = sorted(frames)
         centre = order.index(window.index)
         lumas = [luma(frames[i]) for i in order]
-        aligned = align(lumas, centre, self.flow)
+        prepared = [self.flow.prepare(y) for y in lumas]
+        self._flows = {key: f for key, f in self._flows.items() if min(key) >= order[0]}
+
+        def flow_between(a: int, b: int) -> np.ndarray:
+            """Flow from frame a to frame b, computed once per pair of frames (keyed by index, checked by content)."""
+            key = (order[a], order[b])
+            kept = self._flows.get(key)
+            if kept is None or not (np.array_equal(kept[0], prepared[a]) and np.array_equal(kept[1], prepared[b])):
+                kept = (prepared[a], prepared[b], self.flow.flow_prepared(prepared[a], prepared[b], lumas[a].shape))
+                self._flows[key] = kept
+            return kept[2]
+
+        aligned = align(lumas, centre, flow_between)
         fused = fuse_luma(lumas, centre, self.scale, aligned)
         y = back_project(fused, lumas[centre], self.scale, self.psf)
         return with_luma(window.frame.rgb, y, self.scale)
