@@ -106,14 +106,23 @@ def _lowres_grid(h: int, w: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return px, py
 
 
+def _axis_weights(u: np.ndarray, inv: np.float32, n: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Along one axis: the sample below each position u, and the kernel factors of it and the next
+    (0 outside 0..n-1); the 2-D Gaussian is the product of the two axes' factors."""
+    q0 = np.floor(u)
+    f = u - q0
+    w0 = np.exp(f * f * inv) * ((q0 >= 0) & (q0 <= n - 1))
+    w1 = np.exp((1 - f) * (1 - f) * inv) * ((q0 >= -1) & (q0 <= n - 2))
+    return q0, (w0, w1)
+
+
 def _taps(ux: np.ndarray, uy: np.ndarray, inv: np.float32, h: int, w: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The 2x2 samples around each (ux, uy) of an h x w frame: (x, y, kernel weight; 0 outside the frame)."""
-    x0, y0 = np.floor(ux), np.floor(uy)
+    x0, wx = _axis_weights(ux, inv, w)
+    y0, wy = _axis_weights(uy, inv, h)
     for dy in (0, 1):
         for dx in (0, 1):
-            qx, qy = x0 + dx, y0 + dy
-            inside = (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
-            yield qx, qy, np.exp(((qx - ux) ** 2 + (qy - uy) ** 2) * inv) * inside
+            yield x0 + dx, y0 + dy, wx[dx] * wy[dy]
 
 
 def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[int, Alignment],
