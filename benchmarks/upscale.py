@@ -12,6 +12,9 @@
    ratio to bicubic's.
 4. Speed: the stage alone, x4 from 320x180 (the first crop of part 2, downscaled) and x2 from
    640x360, frames/s on one thread.
+5. Real low-resolution footage without ground truth (degraded/: the BasicVSR++ demo clip and
+   DOVE's dove_001, both about 320x180): x4 of frame 10, a crop, bicubic | upscale, written to
+   docs/upscale_<clip>_crop.png.
 
 Bicubic is OpenCV's (pixel centres aligned); Lanczos is ffmpeg's `scale=flags=lanczos` on the
 LR frames written losslessly (RGB). Run with OMP_NUM_THREADS=1:
@@ -126,6 +129,23 @@ def part_speed(n: int) -> None:
         print(f"  x{scale} from {w}x{h}: {len(lr) / (time.perf_counter() - t):.2f} frames/s")
 
 
+CROPS = {"basicvsrpp_reds_demo000_LR_ffv1.mkv": ("reds", (60, 120)), "dove_001_lq.mp4": ("dove", (60, 120))}
+
+
+def part_crops(docs: Path) -> None:
+    print("\n5. Real low-resolution footage: crops bicubic | upscale (x4 of frame 10)")
+    for clip, (name, (y, x)) in CROPS.items():
+        frames = _read(DATA / "degraded" / clip, 7, 7)
+        out = _upscaled(frames, Upscale(4))[3]
+        cubic = np.clip(bicubic(frames[3].rgb, 4), 0, 1)
+        y, x = 4 * y, 4 * x
+        panel = np.concatenate([cubic[y:y + 240, x:x + 320], np.full((240, 4, 3), 1.0, np.float32), out[y:y + 240, x:x + 320]], 1)
+        path = docs / f"upscale_{name}_crop.png"
+        cv2.imwrite(str(path), cv2.cvtColor((panel * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        print(f"  {clip}: {path} ({path.stat().st_size // 1024} KB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=8, help="frames of each clip (default 8)")
@@ -134,6 +154,7 @@ def main() -> None:
     part_vid4(args.frames)
     part_x2(args.frames)
     part_speed(args.frames)
+    part_crops(Path(__file__).resolve().parents[1] / "docs")
 
 
 if __name__ == "__main__":
