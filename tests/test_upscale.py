@@ -116,3 +116,18 @@ def test_flows_kept_between_windows_do_not_leak_into_another_video():
     again = [f.rgb for f in apply_stage(used, clip_b)]
     fresh = [f.rgb for f in apply_stage(Upscale(2, 1), clip_b)]
     assert all(np.array_equal(a, b) for a, b in zip(again, fresh))
+
+
+def test_upscale_command_keeps_audio_and_timestamps(tmp_path):
+    from conftest import run_cli
+
+    src, out = tmp_path / "small.mkv", tmp_path / "big.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.4", "-f", "lavfi",
+                    "-i", "sine=frequency=440:duration=0.4", "-c:v", "ffv1", "-c:a", "flac", str(src)], check=True)
+    r = run_cli("upscale", src, "-o", out, "--scale", "2", "--radius", "1", "--work-dir", tmp_path / "work", "--quiet")
+    assert r.returncode == 0, r.stderr
+    before, after = probe(src), probe(out)
+    assert (after.width, after.height) == (192, 128)
+    assert after.frame_count == before.frame_count == 10
+    assert [t.codec for t in after.audio] == [t.codec for t in before.audio] == ["flac"]
+    assert [f.pts for f in VideoReader(out).frames()] == [f.pts for f in VideoReader(src).frames()]
