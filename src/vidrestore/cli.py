@@ -633,14 +633,17 @@ def _deblock_command(sub: argparse._SubParsersAction) -> None:
 
 @_subcommand
 def _upscale_command(sub: argparse._SubParsersAction) -> None:
-    p = _add(sub, "upscale", "super-resolution by 2, 3 or 4: the luma fused from the neighbouring frames' samples, chroma bicubic", [
+    p = _add(sub, "upscale", "super-resolution by 2, 3 or 4: the luma fused from the neighbouring frames' samples and refined by a network trained on the video itself, chroma bicubic", [
         "vidrestore upscale small.mp4 -o big.mp4 --scale 2",
         "vidrestore upscale small.mp4 -o big.mkv --scale 4 --codec ffv1",
+        "vidrestore upscale evidence.mp4 -o big.mp4 --fidelity      # observed samples only, nothing learned",
         "vidrestore restore noisy_small.mp4 -o out.mp4 -s denoise -s upscale:scale=2",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="output size over input size (default 2)")
     p.add_argument("--radius", type=_int_at_least(0), default=3, help="neighbours each side whose samples are fused (default 3)")
+    p.add_argument("--fidelity", action="store_true",
+                   help="the multi-frame fusion alone (observed samples only), without the refinement learned from the video")
     _output_options(p)
     _common(p)
 
@@ -649,7 +652,7 @@ def _upscale_command(sub: argparse._SubParsersAction) -> None:
         from .restoration.upscale import Upscale
 
         _check_report(args)
-        stage = Upscale(args.scale, args.radius)
+        stage = Upscale(args.scale, args.radius, fidelity=args.fidelity)
         result = restore(
             args.input, args.output, [stage], _encode_settings(args),
             overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,

@@ -157,15 +157,19 @@ def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[in
 def back_project(estimate: np.ndarray, observed: np.ndarray, scale: int, psf: float, iterations: int = 3) -> np.ndarray:
     """Step 5: iterative back-projection (Irani & Peleg 1991) of `estimate` onto the centre frame `observed`.
 
-    The estimate, blurred by a Gaussian PSF of `psf` low-resolution pixels and sampled at the
-    low-resolution pixel centres, is corrected by its error against the observation, upsampled
-    bicubically.
+    The estimate, degraded as `downscale` does, is corrected by its error against the
+    observation, upsampled bicubically.
     """
-    h, w = observed.shape
-    gx = ((np.arange(w, dtype=np.float32) + 0.5) * scale - 0.5)[None, :].repeat(h, 0)
-    gy = ((np.arange(h, dtype=np.float32) + 0.5) * scale - 0.5)[:, None].repeat(w, 1)
     x = estimate
     for _ in range(iterations):
-        simulated = cv2.remap(cv2.GaussianBlur(x, (0, 0), psf * scale), gx, gy, cv2.INTER_LINEAR)
-        x = x + bicubic(observed - simulated, scale)
+        x = x + bicubic(observed - downscale(x, scale, psf), scale)
     return x
+
+
+def downscale(image: np.ndarray, scale: int, psf: float) -> np.ndarray:
+    """The degradation back-projection assumes: Gaussian blur of `psf` low-resolution pixels, then a sample
+    at each low-resolution pixel centre (a remainder of the size that `scale` does not divide is left out)."""
+    h, w = image.shape[0] // scale, image.shape[1] // scale
+    gx = ((np.arange(w, dtype=np.float32) + 0.5) * scale - 0.5)[None, :].repeat(h, 0)
+    gy = ((np.arange(h, dtype=np.float32) + 0.5) * scale - 0.5)[:, None].repeat(w, 1)
+    return cv2.remap(cv2.GaussianBlur(image, (0, 0), psf * scale), gx, gy, cv2.INTER_LINEAR)
