@@ -1,4 +1,4 @@
-"""Archival film: `synth film` ground truth, and the `dust` stage's detection and repair on generated clips."""
+"""Archival film: `synth film` ground truth; the `dust`, `scratches`, `colour` and grain stages and `vidrestore film` on generated clips."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 
 from conftest import run_cli, textured_scene
 from vidrestore.errors import VidrestoreError
+from vidrestore.flow import create_flow
 from vidrestore.io import EncodeSettings, read_frames, write_video
 from vidrestore.io.colour import luma
 from vidrestore.pipeline import create_stage, restore
-from vidrestore.flow import create_flow
 from vidrestore.restoration.film import film_stages
 from vidrestore.restoration.film_grain import fit_grain
-from vidrestore.synth.film import FilmDamage, add_grain, apply_fade, grain_field, grain_model, grain_scaling, grain_template, load_params, read_mask, synth_film
+from vidrestore.synth.film import (FilmDamage, add_grain, apply_fade, grain_field, grain_model, grain_scaling, grain_template,
+                                   load_params, read_mask, synth_film)
 
 W, H, N = 192, 128, 12
 BLOTCHES_ONLY = FilmDamage(blotches=4.0, scratches=0, grain=0.0, fade=0.0, flicker=0.0, seed=3)
