@@ -156,3 +156,15 @@ def test_learned_refinement_improves_on_the_fusion(tmp_path):
     p_learned = _y_psnr(learned.process(window), gts[3])
     p_fused = _y_psnr(Upscale(2, 2, psf=0.4, fidelity=True).process(window), gts[3])
     assert p_learned > p_fused + 0.3, (p_learned, p_fused)
+
+
+def test_refinement_in_strips_equals_the_whole_frame():
+    import torch
+
+    from vidrestore.restoration import internal_sr
+
+    torch.manual_seed(0)
+    net = internal_sr.refiner().eval()
+    y = np.random.default_rng(0).random((300, 120)).astype(np.float32)
+    whole = internal_sr.refine(net, y, rows=300)
+    assert np.abs(internal_sr.refine(net, y, rows=37) - whole).max() < 1e-6

@@ -21,6 +21,7 @@ from torch import nn
 PATCH = 32      # side of a training patch (output pixels; the frame's smaller side when it is smaller)
 BATCH = 8
 FEATURES = 32
+REACH = 6       # rows of context one output row depends on (six 3x3 convolutions)
 
 
 def refiner() -> nn.Module:
@@ -58,11 +59,18 @@ def train(pairs: list[tuple[np.ndarray, np.ndarray]], steps: int, seed: int = 0)
     return net.eval()
 
 
-def refine(net: nn.Module, luma: np.ndarray) -> np.ndarray:
-    """The fused luma (H, W) refined by the network."""
+def refine(net: nn.Module, luma: np.ndarray, rows: int = 256) -> np.ndarray:
+    """The fused luma (H, W) refined by the network, in strips of `rows` rows (each with the network's
+    reach of context above and below), so memory stays that of a strip whatever the output size."""
+    x = torch.from_numpy(np.ascontiguousarray(luma, dtype=np.float32))[None, None]
+    out = np.empty_like(luma, dtype=np.float32)
+    h = luma.shape[0]
     with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(luma, dtype=np.float32))[None, None]
-        return (x + net(x))[0, 0].numpy()
+        for top in range(0, h, rows):
+            lo, hi = max(0, top - REACH), min(h, top + rows + REACH)
+            strip = x[..., lo:hi, :]
+            out[top:top + rows] = (strip + net(strip))[0, 0, top - lo:top - lo + rows].numpy()
+    return out
 
 
 def save(net: nn.Module, path: Path) -> None:
