@@ -14,8 +14,8 @@
 4. Speed: the stage alone (multi-frame path, fidelity), x4 from 320x180 (the first crop of part 2, downscaled) and x2 from
    640x360, frames/s on one thread.
 5. Real low-resolution footage without ground truth (degraded/: the BasicVSR++ demo clip and
-   DOVE's dove_001, both about 320x180): x4 of frame 10, a crop, bicubic | upscale, written to
-   docs/upscale_<clip>_crop.png.
+   DOVE's dove_001, both about 320x180): x4 of frame 10, a crop, bicubic | --fidelity | learned
+   (trained on frames 4-15), written to docs/upscale_<clip>_crop.png.
 
 Bicubic is OpenCV's (pixel centres aligned); Lanczos is ffmpeg's `scale=flags=lanczos` on the
 LR frames written losslessly (RGB). Run with OMP_NUM_THREADS=1:
@@ -144,13 +144,16 @@ CROPS = {"basicvsrpp_reds_demo000_LR_ffv1.mkv": ("reds", (60, 120)), "dove_001_l
 
 
 def part_crops(docs: Path) -> None:
-    print("\n5. Real low-resolution footage: crops bicubic | upscale (x4 of frame 10)")
+    print("\n5. Real low-resolution footage: crops bicubic | --fidelity | learned (x4 of frame 10)")
     for clip, (name, (y, x)) in CROPS.items():
         frames = _read(DATA / "degraded" / clip, 7, 7)
-        out = _upscaled(frames, Upscale(4, fidelity=True))[3]
+        fused = _upscaled(frames, Upscale(4, fidelity=True))[3]
+        learned = _upscaled(_read(DATA / "degraded" / clip, 12, 4), Upscale(4))[6]   # trained on 12 frames
         cubic = np.clip(bicubic(frames[3].rgb, 4), 0, 1)
         y, x = 4 * y, 4 * x
-        panel = np.concatenate([cubic[y:y + 240, x:x + 320], np.full((240, 4, 3), 1.0, np.float32), out[y:y + 240, x:x + 320]], 1)
+        gap = np.full((240, 4, 3), 1.0, np.float32)
+        panel = np.concatenate([cubic[y:y + 240, x:x + 320], gap, fused[y:y + 240, x:x + 320], gap,
+                                learned[y:y + 240, x:x + 320]], 1)
         path = docs / f"upscale_{name}_crop.png"
         cv2.imwrite(str(path), cv2.cvtColor((panel * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_PNG_COMPRESSION, 9])
