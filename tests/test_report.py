@@ -89,6 +89,20 @@ def test_stabilize_deflicker_and_metrics_reports(sharp_video, tmp_path):
     assert "Against the ground truth" in metrics_html and "<th>reference</th><th>judged</th>" in metrics_html
 
 
+def test_denoise_report_plots_the_measured_noise(sharp_video, tmp_path):
+    from vidrestore.synth.noise import synth_noise
+
+    noisy = synth_noise(sharp_video, tmp_path / "noisy", sigma=12.0, frames=8, progress=False)
+    out, path = tmp_path / "clean.mkv", tmp_path / "clean.html"
+    r = run_cli("denoise", noisy.degraded, "-o", out, "--codec", "ffv1", "--report", path, "--work-dir", tmp_path / "w", "-q")
+    assert r.returncode == 0, r.stderr
+    html = path.read_text()
+    _self_contained(html)
+    assert "<h2>Noise</h2>" in html and 'alt="noise level against intensity"' in html
+    mid = float(re.search(r"50%: ([0-9.]+) / ([0-9.]+) / ([0-9.]+)", html)[2])
+    assert 8 < mid < 16  # the synthesized sigma 12 on the 8-bit scale, measured on the green channel
+
+
 def test_a_bad_report_path_fails_before_any_work(sharp_video, tmp_path):
     out = tmp_path / "out.mkv"
     one_line_error(run_cli("restore", sharp_video, "-o", out, "--report", tmp_path / "no" / "r.html"), "r.html", "does not exist")

@@ -5,7 +5,7 @@ the record names one), measuring per frame what the report plots (frame-mean lum
 SSIM-Y against the ground truth; for deblur, the drift of the output against the input) and
 keeping the frames the before/after viewer shows. It then reads what the job's analyses left
 in the work directory: SelfHVD's sharpness, selection, supervision partners, label coverage and
-masks; stabilize's camera path.
+masks; stabilize's camera path; the noise denoise measured.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class ReportData:
     drift: np.ndarray | None = None
     selfhvd: dict | None = None
     camera: dict[str, np.ndarray] | None = None
+    noise: dict | None = None  # denoise's measured noise (`vidrestore.restoration.noise_level`)
 
 
 def _u8(rgb: np.ndarray) -> np.ndarray:
@@ -185,6 +186,8 @@ def collect(record: JobRecord, picks: Sequence[int] | None = None, progress: boo
                       np.array(drift) if drift else None)
     if selfhvd_dir is not None:
         data.selfhvd = _selfhvd(selfhvd_dir, picks)
+    if "denoise" in record.analyses:
+        data.noise = json.loads((Path(record.analyses["denoise"]) / "noise.json").read_text())
     if "stabilize" in record.analyses:
         data.camera = _camera(Path(record.analyses["stabilize"]), infos["input"].width, infos["input"].height)
     return data

@@ -142,3 +142,18 @@ def camera_plot(camera: dict[str, np.ndarray]) -> bytes:
         axes[-1].set_xlabel("frame")
 
     return _figure(draw, rows=3, height=2.0)
+
+
+def noise_plot(intensity: list, sigma: list) -> bytes:
+    """The noise measured by `denoise`: sigma (8-bit scale) against intensity, per channel (bins x R, G, B)."""
+    x = np.array([[np.nan if v is None else v for v in row] for row in intensity], float)
+    y = np.array([[np.nan if v is None else v for v in row] for row in sigma], float)
+
+    def draw(ax):
+        for c, (name, colour) in enumerate((("R", "tab:red"), ("G", "tab:green"), ("B", "tab:blue"))):
+            ax.plot(x[:, c], y[:, c], "o-", ms=3, color=colour, label=name)
+        ax.set_xlabel("intensity (0-1)")
+        ax.set_ylabel("noise sigma (8-bit)")
+        ax.legend(fontsize=8)
+
+    return _figure(draw)

@@ -174,6 +174,11 @@ def render(data: ReportData) -> str:
         body.append(_selfhvd(data))
     if data.camera is not None:
         body.append("<h2>Camera path</h2>" + _plot(plots.camera_plot(data.camera), "camera path before and after"))
+    if data.noise is not None:
+        levels = "; ".join(f"{float(y):.0%}: {' / '.join(f'{v:.1f}' for v in rgb)}" for y, rgb in data.noise["sigma_8bit_at"].items())
+        body.append("<h2>Noise</h2><p>The noise the denoise stage measured on the input and removed: its standard deviation "
+                    f"(8-bit scale) against intensity, per channel (R / G / B at {escape(levels)}).</p>"
+                    + _plot(plots.noise_plot(data.noise["intensity"], data.noise["sigma_8bit"]), "noise level against intensity"))
     if r.command == "deflicker":
         body.append("<h2>Flicker</h2>" + _plot(plots.flicker_plot(data.luma_in, data.luma_out, data.fps), "frame-mean luma"))
     body.append("<h2>Time per phase</h2>" + _phases(r.phases))
