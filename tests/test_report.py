@@ -103,6 +103,22 @@ def test_denoise_report_plots_the_measured_noise(sharp_video, tmp_path):
     assert 8 < mid < 16  # the synthesized sigma 12 on the 8-bit scale, measured on the green channel
 
 
+def test_upscale_fidelity_report_marks_the_mode_and_lists_each_frames_sources(tmp_path):
+    import subprocess
+
+    src, out, path = tmp_path / "small.mkv", tmp_path / "big.mkv", tmp_path / "big.html"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.4", "-c:v", "ffv1",
+                    str(src)], check=True)
+    r = run_cli("upscale", src, "-o", out, "--scale", "2", "--radius", "1", "--fidelity", "--report", path,
+                "--work-dir", tmp_path / "w", "-q")
+    assert r.returncode == 0, r.stderr
+    html = path.read_text()
+    _self_contained(html)
+    assert "(fidelity mode)" in html and "upscale used observed samples only" in html
+    for row in ("<td>0</td><td>0-1</td>", "<td>5</td><td>4-6</td>", "<td>9</td><td>8-9</td>"):
+        assert row in html, row
+
+
 def test_a_bad_report_path_fails_before_any_work(sharp_video, tmp_path):
     out = tmp_path / "out.mkv"
     one_line_error(run_cli("restore", sharp_video, "-o", out, "--report", tmp_path / "no" / "r.html"), "r.html", "does not exist")

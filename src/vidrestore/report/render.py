@@ -156,10 +156,25 @@ def _fidelity(sources: list[list[list[float]]]) -> str:
             + f'<script type="application/json" id="fidelity-sources">{escape(listing, quote=False)}</script>')
 
 
+def _stage_fidelity(stages: list[dict], frames: int) -> str:
+    """Stages run in fidelity mode (upscale): which input frames each output frame took its samples from."""
+    parts = []
+    for st in stages:
+        r = int(st.get("radius", 0))
+        rows = [[i, f"{max(0, i - r)}-{min(frames - 1, i + r)}"] for i in range(frames)]
+        parts.append(f"<h2>Fidelity mode: {escape(st['name'])} used observed samples only</h2><p>No network made any pixel "
+                     f"of this stage's output. Each output frame fuses the samples of the input frames within {r} of it, "
+                     "aligned by optical flow, onto the finer grid; each sample's weight is per pixel (a Gaussian kernel of "
+                     "its distance to the output pixel times a robustness term that drops samples where the motion cannot "
+                     "be trusted), so the weights are not listed per frame.</p>" + _table(rows, ["output frame", "source frames"]))
+    return "".join(parts)
+
+
 def render(data: ReportData) -> str:
     """The report of `data` as one HTML document."""
     r = data.record
-    mode = " (fidelity mode)" if r.sources is not None else ""
+    fidelity_stages = [st for st in r.settings.get("stages", []) if isinstance(st, dict) and st.get("fidelity")]
+    mode = " (fidelity mode)" if r.sources is not None or fidelity_stages else ""
     title = f"vidrestore {r.command}{mode}: {Path(r.input).name} → {Path(r.output).name}"
     body = [f"<h1>{escape(title)}</h1><p>Finished {escape(r.finished)}.</p>"]
     body += [f'<p class="note">note: {escape(n)}</p>' for n in r.notes]
@@ -170,6 +185,8 @@ def render(data: ReportData) -> str:
         body.append("<h2>Against the ground truth</h2>" + _plot(plots.quality_plot(data.quality), "PSNR-Y and SSIM-Y per frame"))
     if r.sources is not None:
         body.append(_fidelity(r.sources))
+    if fidelity_stages:
+        body.append(_stage_fidelity(fidelity_stages, len(data.luma_out)))
     if data.selfhvd is not None:
         body.append(_selfhvd(data))
     if data.camera is not None:
