@@ -56,10 +56,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import maximum
-
 from ..errors import VidrestoreError
-from ..flow import backward_warp, create_flow
+from ..flow import create_flow
 from ..io.colour import luma
 from ..pipeline import Stage, Window, register_stage
 
@@ -77,13 +75,63 @@ def _disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
 
 
+def sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """`image` sampled (bicubic, edges repeated) at the points (xs, ys), 1-D float32 arrays: what
+    a full-frame `cv2.remap` gives at those points, for a few points of a frame at a time."""
+    n, k = xs.size, 256           # remap's maps are 2-D and under 32767 on a side: (n / k, k)
+    m = max(-(-n // k), 1)
+    mx, my = np.zeros(m * k, np.float32), np.zeros(m * k, np.float32)
+    mx[:n], my[:n] = xs, ys
+    out = cv2.remap(image, mx.reshape(m, k), my.reshape(m, k), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(m * k, *image.shape[2:])[:n]
+
+
 @dataclass
 class Neighbour:
-    """A neighbouring frame warped onto the frame being repaired."""
+    """A neighbouring frame aligned onto the frame being repaired: its luma warped by the flow
+    (bicubic) with its local brightness matched to the frame's (`tone_offset`); its colour is
+    sampled only where a repair needs it (`rgb_at`)."""
 
-    rgb: np.ndarray       # (H, W, 3) warped frame
-    y: np.ndarray         # its luma
+    source: np.ndarray    # (H, W, 3) the neighbouring frame, not warped
+    source_y: np.ndarray  # its luma
+    xs: np.ndarray        # (H, W) float32: the column of the neighbour each pixel is taken from
+    ys: np.ndarray        # and the row
+    raw: np.ndarray       # the neighbour's luma sampled there
+    offset: np.ndarray    # (H, W) local brightness difference of the frame from `raw`
+    y: np.ndarray         # raw + offset, clipped to [0, 1]
     inside: np.ndarray    # bool (H, W): warped from inside the frame
+
+    @classmethod
+    def warp(cls, source: np.ndarray, source_y: np.ndarray, flow: np.ndarray, y: np.ndarray) -> Neighbour:
+        """The neighbour `source` (luma `source_y`) warped by `flow` onto the frame of luma `y`."""
+        h, w = y.shape
+        xs = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
+        ys = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+        raw = cv2.remap(source_y, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        return cls._matched(source, source_y, xs, ys, raw, y)
+
+    @classmethod
+    def _matched(cls, source: np.ndarray, source_y: np.ndarray, xs: np.ndarray, ys: np.ndarray, raw: np.ndarray,
+                 y: np.ndarray) -> Neighbour:
+        h, w = y.shape
+        inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+        offset = tone_offset(y, raw)
+        return cls(source, source_y, xs, ys, raw, offset, np.clip(raw + offset, 0.0, 1.0), inside)
+
+    def mended(self, flow: np.ndarray, where: np.ndarray, y: np.ndarray) -> Neighbour:
+        """This neighbour with the flow replaced by `flow` where `where` is set (the flow is
+        unchanged elsewhere, so only those pixels are sampled again)."""
+        rows, cols = np.nonzero(where)
+        xs, ys, raw = self.xs.copy(), self.ys.copy(), self.raw.copy()
+        xs[rows, cols] = cols + flow[rows, cols, 0]
+        ys[rows, cols] = rows + flow[rows, cols, 1]
+        raw[rows, cols] = sample(self.source_y, xs[rows, cols], ys[rows, cols])
+        return self._matched(self.source, self.source_y, xs, ys, raw, y)
+
+    def rgb_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(N, 3) the warped neighbour's colour at the pixels (rows, cols), brightness matched."""
+        rgb = sample(self.source, self.xs[rows, cols], self.ys[rows, cols])
+        return np.clip(rgb + self.offset[rows, cols, None], 0.0, 1.0)
 
 
 def spike_index(y: np.ndarray, p: np.ndarray, n: np.ndarray, reach: int = 1) -> np.ndarray:
@@ -123,7 +171,9 @@ def detect_blotches(y: np.ndarray, prev: Neighbour, nxt: Neighbour, low: float =
     count, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     if count <= 1:
         return np.zeros(y.shape, bool)
-    peak = np.concatenate([[0.0], maximum(strong, labels, np.arange(1, count))])
+    peak = np.zeros(count, np.float32)
+    on = weak > 0
+    np.maximum.at(peak, labels[on], strong[on])
     agree = np.abs(prev.y - nxt.y)
     apart = np.maximum(np.abs(y - prev.y), np.abs(y - nxt.y))
     inside = prev.inside & nxt.inside
@@ -162,16 +212,28 @@ def tone_offset(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def mend_flow(flow: np.ndarray, hole: np.ndarray, sigma: float = _MEND_SIGMA) -> np.ndarray:
-    """The flow inside `hole` replaced by the normalised Gaussian average of the flow around it
-    (normalised convolution, Knutsson & Westin 1993): a blotch drags the flow estimated over it
-    towards whatever it resembles, the scene around it does not."""
+    """The flow (H, W, C: one or more fields stacked) inside `hole` replaced by the normalised
+    Gaussian average of the flow around it (normalised convolution, Knutsson & Westin 1993): a
+    blotch drags the flow estimated over it towards whatever it resembles, the scene around it
+    does not. Computed per part of the hole on its box grown by the kernel's reach, which gives
+    the full frame's result inside the hole."""
     if not hole.any():
         return flow
-    w = (~hole).astype(np.float32)
-    den = cv2.GaussianBlur(w, (0, 0), sigma)
-    num = cv2.GaussianBlur(flow * w[..., None], (0, 0), sigma)
-    mended = num / np.maximum(den, 1e-6)[..., None]
-    return np.where((hole & (den > 1e-3))[..., None], mended, flow).astype(np.float32)
+    reach = (int(round(8 * sigma + 1)) | 1) // 2        # OpenCV's Gaussian kernel radius for float images
+    h, w = hole.shape
+    out = flow.copy()
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    for i in range(1, count):
+        x0, y0, bw, bh = stats[i, :4]
+        ya, yb, xa, xb = max(y0 - reach, 0), min(y0 + bh + reach, h), max(x0 - reach, 0), min(x0 + bw + reach, w)
+        box = hole[ya:yb, xa:xb]
+        weight = (~box).astype(np.float32)
+        den = cv2.GaussianBlur(weight, (0, 0), sigma)
+        num = cv2.GaussianBlur(flow[ya:yb, xa:xb] * weight[..., None], (0, 0), sigma)
+        num = num.reshape(*box.shape, -1)
+        fill = (labels[ya:yb, xa:xb] == i) & (den > 1e-3)
+        out[ya:yb, xa:xb][fill] = (num / np.maximum(den, 1e-6)[..., None])[fill]
+    return out
 
 
 def repair(rgb: np.ndarray, mask: np.ndarray, neighbours: list[Neighbour]) -> np.ndarray:
@@ -183,7 +245,7 @@ def repair(rgb: np.ndarray, mask: np.ndarray, neighbours: list[Neighbour]) -> np
     hole = mask.astype(np.uint8)
     spatial = np.dstack([cv2.inpaint(np.ascontiguousarray(rgb[..., c]), hole, 3, cv2.INPAINT_TELEA) for c in range(3)])
     ys, xs = np.nonzero(mask)
-    vals = np.stack([spatial[ys, xs]] + [nb.rgb[ys, xs] for nb in neighbours])
+    vals = np.stack([spatial[ys, xs]] + [nb.rgb_at(ys, xs) for nb in neighbours])
     ok = np.stack([np.ones(len(ys), bool)] + [nb.inside[ys, xs] for nb in neighbours])
     count = ok.sum(axis=0)
     vals[~ok] = np.nan
@@ -222,6 +284,7 @@ class DustRemoval(Stage):
         if self.masks is not None:
             self.masks.mkdir(parents=True, exist_ok=True)
         self._prepared: dict[int, np.ndarray] = {}
+        self._lumas: dict[int, np.ndarray] = {}
 
     def config(self) -> dict:
         return {"low": self.low, "high": self.high, "min_area": self.min_area, "grow": self.grow, "flow": self.flow.config()}
@@ -233,14 +296,11 @@ class DustRemoval(Stage):
                 self._prepared[i] = self.flow.prepare(frames[i])
         return self.flow.flow_prepared(self._prepared[a], self._prepared[b], frames[a].shape[:2])
 
-    @staticmethod
-    def neighbour(rgb: np.ndarray, flow: np.ndarray, y: np.ndarray) -> Neighbour:
-        """A neighbouring frame warped by `flow` onto the frame of luma `y`, its local brightness
-        matched to the frame's (`tone_offset`), with where the warp is valid."""
-        warped, inside = backward_warp(rgb, flow, interpolation=cv2.INTER_CUBIC)
-        offset = tone_offset(y, luma(warped))
-        warped = np.clip(warped + offset[..., None], 0.0, 1.0)
-        return Neighbour(warped, luma(warped), inside > 0)
+    def _luma(self, i: int, frames: dict[int, np.ndarray]) -> np.ndarray:
+        """Frame i's luma, computed once while it is in the window."""
+        if i not in self._lumas:
+            self._lumas[i] = luma(frames[i])
+        return self._lumas[i]
 
     def detect(self, window: Window) -> tuple[np.ndarray, list[Neighbour]]:
         """The frame's repair mask (grown detections) and its two aligned neighbours."""
@@ -252,20 +312,21 @@ class DustRemoval(Stage):
         if len(pair) < 2:
             return np.zeros(window.frame.rgb.shape[:2], bool), []
         flows = [self._flow(t, j, frames) for j in pair]
-        y = luma(frames[t])
-        nbs = [self.neighbour(frames[j], f, y) for j, f in zip(pair, flows)]
+        y = self._luma(t, frames)
+        nbs = [Neighbour.warp(frames[j], self._luma(j, frames), f, y) for j, f in zip(pair, flows)]
         candidates = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area)
         mask = candidates
         if candidates.any():
             hole = cv2.dilate(candidates.astype(np.uint8), _disc(_MEND_PX)) > 0
-            flows = [mend_flow(f, hole) for f in flows]
-            nbs = [self.neighbour(frames[j], f, y) for j, f in zip(pair, flows)]
+            mended = mend_flow(np.dstack(flows), hole)
+            nbs = [nb.mended(mended[..., 2 * k:2 * k + 2], hole, y) for k, nb in enumerate(nbs)]
             tests = (_SYMMETRY, _AGREE_SHARE) if before and after else _ONE_SIDED
             mask = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area, confirm=True, tests=tests)
         if self.grow and mask.any():
             mask = cv2.dilate(mask.astype(np.uint8), _disc(self.grow)) > 0
-        for i in [i for i in self._prepared if i < t - self.radius]:
-            del self._prepared[i]
+        for cache in (self._prepared, self._lumas):
+            for i in [i for i in cache if i < t - self.radius]:
+                del cache[i]
         return mask, nbs
 
     def process(self, window: Window) -> np.ndarray:
