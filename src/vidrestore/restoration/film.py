@@ -15,6 +15,8 @@
   Single-frame dust cannot move its black and white points: they are smoothed by a running
   median over 2 s.
 * dust, then scratches: blotches first, so that a blotch on a scratch does not break the line.
+  Both need the flows from each frame to its neighbours: dust computes them (and mends them over
+  the blotches) and leaves them to scratches (`SharedFlows`).
 
 Grain (`film_grain`), around the repairs: `keep` (the default: grain is the film's texture)
 takes it out with `denoise` before dust and puts the same grain back after the scratches;
@@ -35,7 +37,7 @@ from ..pipeline import Stage
 from .deflicker import Deflicker
 from .denoise import Denoise
 from .film_colour import Colour
-from .film_dust import DustRemoval
+from .film_dust import DustRemoval, SharedFlows
 from .film_grain import GrainMeasure, GrainMerge, GrainSplit, GrainSynth
 from .film_scratches import ScratchRemoval
 from .stabilize import Stabilize
@@ -53,11 +55,12 @@ def film_stages(*, stabilize: bool = False, deflicker: bool = True, grain: str =
         raise VidrestoreError(f"grain must be one of {', '.join(GRAIN_MODES)}, not {grain!r}")
     folder = str(masks) if masks is not None else ""
     measure = GrainMeasure() if grain == "resynth" else None
+    flows = SharedFlows() if dust and scratches else None
     split = GrainSplit() if grain == "keep" and (dust or scratches) else None   # keep: nothing to protect it from without repairs
     chosen = [
         (measure is not None, lambda: measure), (stabilize, Stabilize), (deflicker, Deflicker), (colour, Colour),
         (split is not None, lambda: split), (grain in ("remove", "resynth"), Denoise),
-        (dust, lambda: DustRemoval(masks=folder)), (scratches, lambda: ScratchRemoval(masks=folder)),
+        (dust, lambda: DustRemoval(masks=folder, share=flows)), (scratches, lambda: ScratchRemoval(masks=folder, share=flows)),
         (split is not None, lambda: GrainMerge(split)), (measure is not None, lambda: GrainSynth(measure)),
     ]
     return [make() for on, make in chosen if on]

@@ -75,15 +75,35 @@ def _disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
 
 
-def sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """`image` sampled (bicubic, edges repeated) at the points (xs, ys), 1-D float32 arrays: what
-    a full-frame `cv2.remap` gives at those points, for a few points of a frame at a time."""
+def sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """`image` sampled (edges repeated) at the points (xs, ys), 1-D float32 arrays: what a
+    full-frame `cv2.remap` gives at those points, for a few points of a frame at a time."""
     n, k = xs.size, 256           # remap's maps are 2-D and under 32767 on a side: (n / k, k)
     m = max(-(-n // k), 1)
     mx, my = np.zeros(m * k, np.float32), np.zeros(m * k, np.float32)
     mx[:n], my[:n] = xs, ys
-    out = cv2.remap(image, mx.reshape(m, k), my.reshape(m, k), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(image, mx.reshape(m, k), my.reshape(m, k), interpolation, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(m * k, *image.shape[2:])[:n]
+
+
+class SharedFlows:
+    """The flows the `dust` stage computed (and mended over the blotches) from each frame to its
+    two neighbours, kept for the `scratches` stage after it, which needs the same pairs: the film
+    chain computes them once. Like the stages' own caches it holds one video's frames by index."""
+
+    def __init__(self, keep: int = 4):
+        self.keep = keep
+        self._flows: dict[tuple[int, int], np.ndarray] = {}
+
+    def put(self, a: int, b: int, flow: np.ndarray) -> None:
+        """Keep the flow from frame a to frame b (and forget those from frames `keep` or more before a)."""
+        self._flows[a, b] = flow
+        for key in [k for k in self._flows if k[0] <= a - self.keep]:
+            del self._flows[key]
+
+    def get(self, a: int, b: int) -> np.ndarray | None:
+        """The flow from frame a to frame b, if kept."""
+        return self._flows.get((a, b))
 
 
 @dataclass
@@ -146,14 +166,15 @@ def spike_index(y: np.ndarray, p: np.ndarray, n: np.ndarray, reach: int = 1) -> 
 
 
 def noise_sigma(y: np.ndarray, p: np.ndarray, n: np.ndarray) -> float:
-    """Robust spread (1.4826 MAD) of the frame against the mean of its aligned neighbours."""
-    r = y - 0.5 * (p + n)
+    """Robust spread (1.4826 MAD) of the frame against the mean of its aligned neighbours, on every
+    other row and column (a quarter of the pixels is plenty for a median)."""
+    r = (y - 0.5 * (p + n))[::2, ::2]
     return max(float(1.4826 * np.median(np.abs(r - np.median(r)))), _MIN_SIGMA)
 
 
 def detect_blotches(y: np.ndarray, prev: Neighbour, nxt: Neighbour, low: float = 4.0, high: float = 8.0,
                     min_area: int = 2, confirm: bool = False,
-                    tests: tuple[float, float] = (_SYMMETRY, _AGREE_SHARE)) -> np.ndarray:
+                    tests: tuple[float, float] = (_SYMMETRY, _AGREE_SHARE), sigma: float | None = None) -> np.ndarray:
     """Bool mask of blotch pixels in a frame of luma `y` (the module docstring gives the tests).
 
     Args:
@@ -163,10 +184,11 @@ def detect_blotches(y: np.ndarray, prev: Neighbour, nxt: Neighbour, low: float =
         min_area: smallest region kept, in pixels.
         confirm: apply the region tests (False: every candidate region, to mend the flow over).
         tests: the symmetry and the neighbours' agreement (share of the spike) the region tests ask.
+        sigma: the frame's noise (None: measured here, `noise_sigma`).
     """
     s = spike_index(y, prev.y, nxt.y, reach=0)
     strong = spike_index(y, prev.y, nxt.y, reach=1)
-    sigma = noise_sigma(y, prev.y, nxt.y)
+    sigma = noise_sigma(y, prev.y, nxt.y) if sigma is None else sigma
     weak = (s > low * sigma).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     if count <= 1:
@@ -211,28 +233,47 @@ def tone_offset(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def mend_flow(flow: np.ndarray, hole: np.ndarray, sigma: float = _MEND_SIGMA) -> np.ndarray:
-    """The flow (H, W, C: one or more fields stacked) inside `hole` replaced by the normalised
-    Gaussian average of the flow around it (normalised convolution, Knutsson & Westin 1993): a
-    blotch drags the flow estimated over it towards whatever it resembles, the scene around it
-    does not. Computed per part of the hole on its box grown by the kernel's reach, which gives
-    the full frame's result inside the hole."""
+def mend_flow(flows: list[np.ndarray], hole: np.ndarray, sigma: float = _MEND_SIGMA) -> list[np.ndarray]:
+    """The flows (each (H, W, 2)) inside `hole` replaced by the normalised Gaussian average of the
+    flow around it (normalised convolution, Knutsson & Westin 1993): a blotch drags the flow
+    estimated over it towards whatever it resembles, the scene around it does not. Computed per
+    part of the hole on its box grown by the kernel's reach, which gives the full frame's result
+    inside the hole."""
     if not hole.any():
-        return flow
+        return flows
     reach = (int(round(8 * sigma + 1)) | 1) // 2        # OpenCV's Gaussian kernel radius for float images
     h, w = hole.shape
-    out = flow.copy()
+    out = [f.copy() for f in flows]
     count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
     for i in range(1, count):
         x0, y0, bw, bh = stats[i, :4]
         ya, yb, xa, xb = max(y0 - reach, 0), min(y0 + bh + reach, h), max(x0 - reach, 0), min(x0 + bw + reach, w)
-        box = hole[ya:yb, xa:xb]
-        weight = (~box).astype(np.float32)
+        weight = (~hole[ya:yb, xa:xb]).astype(np.float32)
         den = cv2.GaussianBlur(weight, (0, 0), sigma)
-        num = cv2.GaussianBlur(flow[ya:yb, xa:xb] * weight[..., None], (0, 0), sigma)
-        num = num.reshape(*box.shape, -1)
+        num = cv2.GaussianBlur(np.dstack([f[ya:yb, xa:xb] for f in flows]) * weight[..., None], (0, 0), sigma)
+        num = num.reshape(*weight.shape, -1) / np.maximum(den, 1e-6)[..., None]
         fill = (labels[ya:yb, xa:xb] == i) & (den > 1e-3)
-        out[ya:yb, xa:xb][fill] = (num / np.maximum(den, 1e-6)[..., None])[fill]
+        for k, f in enumerate(out):
+            f[ya:yb, xa:xb][fill] = num[..., 2 * k:2 * k + 2][fill]
+    return out
+
+
+def inpaint(rgb: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray:
+    """`rgb` with `mask` filled by Telea's inpainting (`cv2.inpaint`), run on each part of the mask
+    in its box grown by `radius` + 2 px (the pixels the fill reads) rather than on the whole frame.
+    It runs on 8-bit colour: OpenCV's Telea on float images overshoots wildly (values of -1.3 to
+    2.2 inside blotches of a [0, 1] frame), and 8-bit rounding is far below the fill's own error."""
+    out = rgb.copy()
+    h, w = mask.shape
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    m = radius + 2
+    for i in range(1, count):
+        x0, y0, bw, bh = stats[i, :4]
+        ya, yb, xa, xb = max(y0 - m, 0), min(y0 + bh + m, h), max(x0 - m, 0), min(x0 + bw + m, w)
+        box = cv2.convertScaleAbs(rgb[ya:yb, xa:xb], alpha=255.0)
+        filled = cv2.inpaint(box, mask[ya:yb, xa:xb].astype(np.uint8), radius, cv2.INPAINT_TELEA)
+        part = labels[ya:yb, xa:xb] == i
+        out[ya:yb, xa:xb][part] = filled[part] / np.float32(255.0)
     return out
 
 
@@ -242,21 +283,17 @@ def repair(rgb: np.ndarray, mask: np.ndarray, neighbours: list[Neighbour]) -> np
     three values, so one neighbour the flow got wrong is outvoted; with none, the inpainting."""
     if not mask.any():
         return rgb
-    hole = mask.astype(np.uint8)
-    spatial = np.dstack([cv2.inpaint(np.ascontiguousarray(rgb[..., c]), hole, 3, cv2.INPAINT_TELEA) for c in range(3)])
+    out = inpaint(rgb, mask)
     ys, xs = np.nonzero(mask)
-    vals = np.stack([spatial[ys, xs]] + [nb.rgb_at(ys, xs) for nb in neighbours])
+    vals = np.stack([out[ys, xs]] + [nb.rgb_at(ys, xs) for nb in neighbours])
     ok = np.stack([np.ones(len(ys), bool)] + [nb.inside[ys, xs] for nb in neighbours])
     count = ok.sum(axis=0)
     vals[~ok] = np.nan
-    out = rgb.copy()
     three = count == 3
     out[ys[three], xs[three]] = np.median(vals[:, three], axis=0)
     two = count == 2            # one neighbour: it alone (a median of two would average the spatial guess in)
     out[ys[two], xs[two]] = np.nansum(vals[1:, two], axis=0)
-    one = count == 1
-    out[ys[one], xs[one]] = spatial[ys[one], xs[one]]
-    return out
+    return out                  # with none, the inpainting
 
 
 class DustRemoval(Stage):
@@ -268,13 +305,14 @@ class DustRemoval(Stage):
         grow: pixels the detected regions are grown by before repair (blotch edges are soft).
         flow_preset: DIS preset of the flows between neighbouring frames.
         masks: a folder to write each frame's repaired mask into (dust/NNNNNN.png); empty for none.
+        share: where to leave the (mended) flows to the neighbours for the `scratches` stage.
     """
 
     name = "dust"
     radius = 2
 
     def __init__(self, low: float = 4.0, high: float = 8.0, min_area: int = 2, grow: int = 2,
-                 flow_preset: str = "medium", masks: str = ""):
+                 flow_preset: str = "medium", masks: str = "", share: SharedFlows | None = None):
         if not 0 < low <= high or min_area < 1 or grow < 0:
             raise VidrestoreError(f"dust needs 0 < low <= high, min_area >= 1 and grow >= 0 (got {low}, {high}, {min_area}, {grow})")
         self.low, self.high, self.min_area, self.grow = float(low), float(high), int(min_area), int(grow)
@@ -285,6 +323,7 @@ class DustRemoval(Stage):
             self.masks.mkdir(parents=True, exist_ok=True)
         self._prepared: dict[int, np.ndarray] = {}
         self._lumas: dict[int, np.ndarray] = {}
+        self.share = share
 
     def config(self) -> dict:
         return {"low": self.low, "high": self.high, "min_area": self.min_area, "grow": self.grow, "flow": self.flow.config()}
@@ -314,14 +353,19 @@ class DustRemoval(Stage):
         flows = [self._flow(t, j, frames) for j in pair]
         y = self._luma(t, frames)
         nbs = [Neighbour.warp(frames[j], self._luma(j, frames), f, y) for j, f in zip(pair, flows)]
-        candidates = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area)
+        sigma = noise_sigma(y, nbs[0].y, nbs[1].y)      # measured once: mending moves the neighbours in the holes only
+        candidates = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area, sigma=sigma)
         mask = candidates
         if candidates.any():
             hole = cv2.dilate(candidates.astype(np.uint8), _disc(_MEND_PX)) > 0
-            mended = mend_flow(np.dstack(flows), hole)
-            nbs = [nb.mended(mended[..., 2 * k:2 * k + 2], hole, y) for k, nb in enumerate(nbs)]
+            flows = mend_flow(flows, hole)
+            nbs = [nb.mended(f, hole, y) for f, nb in zip(flows, nbs)]
             tests = (_SYMMETRY, _AGREE_SHARE) if before and after else _ONE_SIDED
-            mask = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area, confirm=True, tests=tests)
+            mask = detect_blotches(y, nbs[0], nbs[1], self.low, self.high, self.min_area, confirm=True, tests=tests,
+                                   sigma=sigma)
+        if self.share is not None:
+            for j, f in zip(pair, flows):
+                self.share.put(t, j, f)
         if self.grow and mask.any():
             mask = cv2.dilate(mask.astype(np.uint8), _disc(self.grow)) > 0
         for cache in (self._prepared, self._lumas):

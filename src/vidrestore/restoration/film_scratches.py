@@ -45,9 +45,10 @@ import numpy as np
 from scipy.ndimage import maximum_filter
 
 from ..errors import VidrestoreError
-from ..flow import backward_warp, create_flow
+from ..flow import create_flow
 from ..io.colour import luma
 from ..pipeline import Stage, Window, register_stage
+from .film_dust import SharedFlows, sample
 
 _BAND_ROWS = 32       # rows per band of the column profile
 _EDGE = 0.025         # columns this close to the frame's sides (share of its width) are not searched: the gate's edges are lines too
@@ -97,13 +98,10 @@ def _band_slices(h: int, bands: int) -> list[slice]:
 def _widths(row: np.ndarray, peaks: np.ndarray, half: int) -> np.ndarray:
     """The columns of the ridges peaking at `peaks` of a band's signed profile `row`: each peak and its
     neighbours up to `half` px either side that keep at least half the peak's height."""
-    cols = [peaks]
-    for step in (-1, 1):
-        for d in range(1, half + 1):
-            c = np.clip(peaks + step * d, 0, row.size - 1)
-            keep = row[c] >= 0.5 * row[peaks]
-            cols.append(c[keep])
-    return np.unique(np.concatenate(cols))
+    cols = np.clip(peaks[None, :] + np.arange(-half, half + 1)[:, None], 0, row.size - 1)
+    keep = row[cols] >= 0.5 * row[peaks][None, :]
+    keep[half] = True                 # the peaks themselves (in a gap of a line, its path's columns, whatever their height)
+    return np.unique(cols[keep])
 
 
 def _rival(q: np.ndarray, width: int) -> np.ndarray:
@@ -131,13 +129,17 @@ def _trace(peak: np.ndarray, height: int, min_length: float) -> list[list[np.nda
     cols = np.arange(w)
     at = np.clip(cols[None, None, :] + shifts[..., None], 0, w - 1)     # (slopes, bands, W): path's column per band
     inside = (cols[None, None, :] + shifts[..., None] >= 0) & (cols[None, None, :] + shifts[..., None] < w)
+    need = max(min_length * bands, 2)
+    reach = np.ones((1, 2 * steps + 3), np.uint8)           # a path's column per band lies within steps + 1 of x
+    open_cols = np.flatnonzero((cv2.dilate(peak.astype(np.uint8), reach) > 0).sum(axis=0) >= need)
+    at, inside = at[..., open_cols], inside[..., open_cols]  # only there can a path gather enough votes
     left = peak.copy()
     out = []
-    while True:
+    while open_cols.size:
         near = cv2.dilate(left.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
         votes = (near[np.arange(bands)[None, :, None], at] & inside).sum(axis=1)
         k, x = np.unravel_index(np.argmax(votes), votes.shape)
-        if votes[k, x] < max(min_length * bands, 2):
+        if votes[k, x] < need:
             return out
         found = []
         for b in range(bands):
@@ -150,6 +152,7 @@ def _trace(peak: np.ndarray, height: int, min_length: float) -> list[list[np.nda
             if not found[b].size:
                 found[b] = np.arange(max(at[k, b, x] - 1, 0), min(at[k, b, x] + 2, w))
         out.append(found)
+    return out
 
 
 def find_lines(y: np.ndarray, width: int = 7, threshold: float = 5.0, min_contrast: float = 0.015,
@@ -184,10 +187,11 @@ def line_mask(lines: list[Line], shape: tuple[int, int], grow: int = 1) -> np.nd
     if not lines:
         return mask
     slices = _band_slices(h, len(lines[0].columns))
+    spread = np.arange(-grow, grow + 1)
     for line in lines:
         for b, cols in enumerate(line.columns):
-            for d in range(-grow, grow + 1):
-                mask[slices[b], np.clip(cols + d, 0, w - 1)] = True
+            if cols.size:
+                mask[slices[b], np.clip((cols[:, None] + spread).ravel(), 0, w - 1)] = True
     return mask
 
 
@@ -223,12 +227,14 @@ def confirm(line: Line, neighbours: list[tuple[list[Line], np.ndarray]], reach: 
 def fill_rows(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`rgb` with `mask` filled along each row by linear interpolation between the nearest unmasked
     columns left and right (the nearer one alone at the frame's sides)."""
-    span = np.flatnonzero(mask.any(axis=0))
-    if not span.size:
+    cols = mask.any(axis=0).astype(np.int8)
+    if not cols.any():
         return rgb
-    a, b = max(span[0] - 1, 0), min(span[-1] + 2, mask.shape[1])       # the columns that matter
+    edges = np.diff(np.concatenate([[0], cols, [0]]))
     out = rgb.copy()
-    out[:, a:b] = _fill_box(rgb[:, a:b], mask[:, a:b])
+    for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):   # each run of masked columns
+        a, b = max(start - 1, 0), min(stop + 1, mask.shape[1])       # with the unmasked column either side
+        out[:, a:b] = _fill_box(rgb[:, a:b], mask[:, a:b])
     return out
 
 
@@ -250,14 +256,15 @@ def _fill_box(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def repair(rgb: np.ndarray, mask: np.ndarray, aligned: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """`rgb` with `mask` replaced by the median of the aligned neighbours valid there and the
-    spatial fill from the columns either side (`fill_rows`); `aligned`: each neighbour warped onto
-    the frame and where it is valid (inside the frame, off its own scratches)."""
+    spatial fill from the columns either side (`fill_rows`); `aligned`: per neighbour, its colour
+    warped onto the frame at the mask's pixels (in `np.nonzero(mask)` order, (N, 3)) and where it
+    is valid there (inside the frame, off its own scratches)."""
     if not mask.any():
         return rgb
     spatial = fill_rows(rgb, mask)
     ys, xs = np.nonzero(mask)
-    vals = np.stack([spatial[ys, xs]] + [a[ys, xs] for a, _ in aligned])
-    ok = np.stack([np.ones(len(ys), bool)] + [v[ys, xs] for _, v in aligned])
+    vals = np.stack([spatial[ys, xs]] + [a for a, _ in aligned])
+    ok = np.stack([np.ones(len(ys), bool)] + [v for _, v in aligned])
     count = ok.sum(axis=0)
     out = rgb.copy()
     if len(aligned) == 2:
@@ -282,13 +289,15 @@ class ScratchRemoval(Stage):
         min_length: share of the frame's height a line must cover.
         grow: pixels the lines are grown by sideways before repair.
         masks: a folder to write each frame's repaired mask into (scratches/NNNNNN.png); empty for none.
+        share: the flows the `dust` stage before it left (the same pairs of frames); without them,
+            or where it left none, the flows are computed here, at half size.
     """
 
     name = "scratches"
     radius = 1
 
     def __init__(self, width: int = 7, threshold: float = 5.0, min_contrast: float = 0.015, min_length: float = 0.6,
-                 grow: int = 1, masks: str = ""):
+                 grow: int = 1, masks: str = "", share: SharedFlows | None = None):
         if width < 3 or threshold <= 0 or min_contrast < 0 or not 0 < min_length <= 1 or grow < 0:
             raise VidrestoreError("scratches needs width >= 3, threshold > 0, min_contrast >= 0, 0 < min_length <= 1 "
                                   f"and grow >= 0 (got {width}, {threshold}, {min_contrast}, {min_length}, {grow})")
@@ -299,6 +308,7 @@ class ScratchRemoval(Stage):
         if self.masks is not None:
             self.masks.mkdir(parents=True, exist_ok=True)
         self._lines: dict[int, list[Line]] = {}
+        self.share = share
 
     def config(self) -> dict:
         return {"width": self.width, "threshold": self.threshold, "min_contrast": self.min_contrast,
@@ -309,8 +319,19 @@ class ScratchRemoval(Stage):
             self._lines[index] = find_lines(luma(rgb), self.width, self.threshold, self.min_contrast, self.min_length)
         return self._lines[index]
 
+    def _flows(self, t: int, rgb: np.ndarray, frames: dict[int, np.ndarray], others: list[int]) -> dict[int, np.ndarray]:
+        """The flows from frame t to each of `others`: the `dust` stage's when it left them, else computed here."""
+        flows = {j: self.share.get(t, j) for j in others} if self.share is not None else {}
+        missing = [j for j in others if flows.get(j) is None]
+        if missing:
+            grey = self.flow.prepare(rgb)
+            for j in missing:
+                flows[j] = self.flow.flow_prepared(grey, self.flow.prepare(frames[j]), rgb.shape[:2])
+        return flows
+
     def detect(self, window: Window) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """The frame's repair mask and its neighbours aligned onto it with where each is valid."""
+        """The frame's repair mask and, per neighbour, its colour aligned onto the mask's pixels
+        and where it is valid there (what `repair` takes)."""
         t, rgb = window.index, window.frame.rgb
         frames = {f.index: f.rgb for f in window.frames}
         for i in [i for i in self._lines if i < t - self.radius]:
@@ -319,17 +340,19 @@ class ScratchRemoval(Stage):
         others = [j for j in sorted(frames) if j != t]
         if not lines or not others:
             return np.zeros(rgb.shape[:2], bool), []
-        grey = self.flow.prepare(rgb)
-        flows = {j: self.flow.flow_prepared(grey, self.flow.prepare(frames[j]), rgb.shape[:2]) for j in others}
+        flows = self._flows(t, rgb, frames, others)
         near = [(self._find(j, frames[j]), flows[j]) for j in others]
         kept = [line for line in lines if confirm(line, near)]
         mask = line_mask(kept, rgb.shape[:2], self.grow)
+        rows, cols = np.nonzero(mask)
+        h, w = mask.shape
         aligned = []
         for j in others:
-            warped, inside = backward_warp(frames[j], flows[j], interpolation=cv2.INTER_CUBIC)
+            xs, ys = cols + flows[j][rows, cols, 0], rows + flows[j][rows, cols, 1]
             own = line_mask(self._find(j, frames[j]), rgb.shape[:2], self.grow + 1).astype(np.float32)
-            covered, _ = backward_warp(own, flows[j], interpolation=cv2.INTER_NEAREST)
-            aligned.append((warped, (inside > 0) & (covered < 0.5)))
+            covered = sample(own, xs, ys, cv2.INTER_NEAREST)
+            inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+            aligned.append((sample(frames[j], xs, ys), inside & (covered < 0.5)))
         return mask, aligned
 
     def process(self, window: Window) -> np.ndarray:
