@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from fractions import Fraction
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -51,8 +52,8 @@ def test_subpixel_shifts_beat_bicubic_and_single_frame():
     frames = _shifted(scene, SHIFTS, 2)
     gt = cv2.warpAffine(scene, np.float32([[1, 0, SHIFTS[3][0]], [0, 1, SHIFTS[3][1]]]), scene.shape[1::-1],
                         flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    multi = Upscale(2, 3).process(_window(frames))
-    single = Upscale(2, 0).process(_window(frames[3:4]))
+    multi = Upscale(2, 3, psf=0.2).process(_window(frames))
+    single = Upscale(2, 0, psf=0.2).process(_window(frames[3:4]))
     cubic = np.clip(bicubic(frames[3], 2), 0, 1)
     assert multi.shape == gt.shape
     p_multi, p_single, p_cubic = _y_psnr(multi, gt), _y_psnr(single, gt), _y_psnr(cubic, gt)
@@ -65,14 +66,14 @@ def test_untrusted_neighbours_fall_back_to_single_frame():
     scene = _scene()
     frames = _shifted(scene, SHIFTS[:3], 2)
     other = np.ascontiguousarray(np.rot90(frames[0]))
-    single = Upscale(2, 0).process(_window(frames[1:2]))
-    mixed = Upscale(2, 1).process(_window([other, frames[1], other[::-1].copy()]))
+    single = Upscale(2, 0, psf=0.2).process(_window(frames[1:2]))
+    mixed = Upscale(2, 1, psf=0.2).process(_window([other, frames[1], other[::-1].copy()]))
     assert _y_psnr(mixed, single) > 40
 
 
 def test_chroma_is_bicubic():
     frames = _shifted(_scene(), SHIFTS[:3], 2)
-    out = Upscale(2, 1).process(_window(frames))
+    out = Upscale(2, 1, psf=0.2).process(_window(frames))
     def chroma(rgb):
         return np.stack([rgb[..., 0] - luma(rgb), rgb[..., 2] - luma(rgb)], -1)
     want = bicubic(chroma(frames[1]), 2)
@@ -112,10 +113,10 @@ def test_flows_kept_between_windows_do_not_leak_into_another_video():
     scene = _scene()
     clip_a = [Frame(i, i, i / 25, f) for i, f in enumerate(_shifted(scene, SHIFTS[:4], 2))]
     clip_b = [Frame(i, i, i / 25, f) for i, f in enumerate(_shifted(scene[::-1].copy(), SHIFTS[2:6], 2))]
-    used = Upscale(2, 1)
+    used = Upscale(2, 1, psf=0.2)
     list(apply_stage(used, clip_a))
     again = [f.rgb for f in apply_stage(used, clip_b)]
-    fresh = [f.rgb for f in apply_stage(Upscale(2, 1), clip_b)]
+    fresh = [f.rgb for f in apply_stage(Upscale(2, 1, psf=0.2), clip_b)]
     assert all(np.array_equal(a, b) for a, b in zip(again, fresh))
 
 
@@ -168,3 +169,49 @@ def test_refinement_in_strips_equals_the_whole_frame():
     y = np.random.default_rng(0).random((300, 120)).astype(np.float32)
     whole = internal_sr.refine(net, y, rows=300)
     assert np.abs(internal_sr.refine(net, y, rows=37) - whole).max() < 1e-6
+
+
+def test_blur_estimate_tracks_the_downscaling_blur():
+    """The input's blur is estimated from the frames alone: close at x2, and ordered at x4 on the corner grid."""
+    from vidrestore.restoration.kernel_fusion import downscale, estimate_psf
+
+    y = luma(data.astronaut().astype(np.float32) / 255)
+    for psf in (0.2, 0.45):
+        assert abs(estimate_psf([downscale(y, 2, psf)], 2) - psf) < 0.08, psf
+    soft, sharp = (estimate_psf([downscale(y, 4, psf, "corner")], 4, "corner") for psf in (0.45, 0.2))
+    assert soft > sharp + 0.15, (soft, sharp)
+
+
+def test_corner_grid_puts_the_input_samples_on_every_scale_th_pixel():
+    """On the corner grid (`blur(x)[::s, ::s]`), input pixel (i, j) is output pixel (s i, s j): bicubic
+    passes through it, and the fusion of a corner-decimated clip is far closer to the truth with the
+    grid stated than with the centre grid assumed."""
+    from vidrestore.restoration.kernel_fusion import downscale
+
+    scene = luma(_scene())
+    small = downscale(scene, 4, 0.4, "corner")
+    assert np.abs(bicubic(small, 4, "corner")[::4, ::4] - small).max() < 1e-5
+    h, w = scene.shape
+    shifts = [(1.3 * i, 0.7 * i) for i in range(5)]
+    gts = [cv2.warpAffine(scene, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REFLECT) for dx, dy in shifts]
+    lows = [downscale(g, 4, 0.4, "corner") for g in gts]
+    window = _window([cv2.merge([y, y, y]) for y in lows])
+    corner = luma(Upscale(4, 2, psf=0.4, grid="corner", fidelity=True).process(window))
+    centre = luma(Upscale(4, 2, psf=0.4, fidelity=True).process(window))
+    p_corner, p_centre = psnr(corner, gts[2], crop=8), psnr(centre, gts[2], crop=8)
+    assert p_corner > p_centre + 2.0, (p_corner, p_centre)
+
+
+def test_fidelity_estimates_the_blur_in_an_analysis_pass(tmp_path):
+    """Without a stated psf even --fidelity is two-pass: the blur is estimated from the frames and cached."""
+    from vidrestore.restoration.kernel_fusion import downscale
+
+    y = luma(data.astronaut().astype(np.float32) / 255)
+    frames = [Frame(i, i, i / 25, cv2.merge([s, s, s])) for i, s in enumerate(downscale(np.roll(y, i, 1), 2, 0.45) for i in range(3))]
+    stage = Upscale(2, 1, fidelity=True)
+    assert stage.two_pass and Upscale(2, 1, psf=0.3, fidelity=True).two_pass is False
+    stage.analyze(iter(frames), SimpleNamespace(frame_count=3), tmp_path)
+    stage.load(tmp_path)
+    assert abs(stage.psf - 0.45) < 0.08
+    assert stage.process(_window([f.rgb for f in frames])).shape == (512, 512, 3)

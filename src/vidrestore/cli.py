@@ -637,6 +637,7 @@ def _upscale_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore upscale small.mp4 -o big.mp4 --scale 2",
         "vidrestore upscale small.mp4 -o big.mkv --scale 4 --codec ffv1",
         "vidrestore upscale evidence.mp4 -o big.mp4 --fidelity      # observed samples only, nothing learned",
+        "vidrestore upscale vid4_lr.mkv -o big.mkv --scale 4 --grid corner   # input made as blur(x)[::4, ::4]",
         "vidrestore restore noisy_small.mp4 -o out.mp4 -s denoise -s upscale:scale=2",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
@@ -644,6 +645,9 @@ def _upscale_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--radius", type=_int_at_least(0), default=3, help="neighbours each side whose samples are fused (default 3)")
     p.add_argument("--fidelity", action="store_true",
                    help="the multi-frame fusion alone (observed samples only), without the refinement learned from the video")
+    p.add_argument("--grid", choices=("centre", "corner"), default="centre",
+                   help="where each input pixel lies in its block of output pixels: centre (area, bicubic, Lanczos "
+                        "downscaling; default) or corner (blur then every scale-th pixel from the top-left, Vid4's BD)")
     _output_options(p)
     _common(p)
 
@@ -652,7 +656,7 @@ def _upscale_command(sub: argparse._SubParsersAction) -> None:
         from .restoration.upscale import Upscale
 
         _check_report(args)
-        stage = Upscale(args.scale, args.radius, fidelity=args.fidelity)
+        stage = Upscale(args.scale, args.radius, grid=args.grid, fidelity=args.fidelity)
         result = restore(
             args.input, args.output, [stage], _encode_settings(args),
             overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,

@@ -49,10 +49,29 @@ from ..flow import backward_warp, occlusion_mask, resize_field
 NOISE_FLOOR = 2.0 / 255  # luma difference the robustness test always tolerates
 
 
-def bicubic(image: np.ndarray, scale: int) -> np.ndarray:
-    """Single-frame bicubic upsampling by an integer factor (pixel centres aligned)."""
+GRIDS = ("centre", "corner")
+
+
+def origin(scale: int, grid: str) -> float:
+    """Where input pixel 0 lies, in output pixels, under a sampling convention (the phase of the
+    degradation's decimation): "centre", the centre of its block of scale x scale output pixels (as
+    area, bicubic and Lanczos resizers assume), or "corner", the block's first pixel (`blur(x)[::s, ::s]`,
+    the "BD" degradation of Vid4 in the video super-resolution literature). A global shift cannot be
+    told from the input alone, so the convention is stated, not estimated."""
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, not {grid!r}")
+    return (scale - 1) / 2 if grid == "centre" else 0.0
+
+
+def bicubic(image: np.ndarray, scale: int, grid: str = "centre") -> np.ndarray:
+    """Single-frame bicubic upsampling by an integer factor, input pixels placed as `grid` says (`origin`)."""
     h, w = image.shape[:2]
-    return cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
+    if grid == "centre":
+        return cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
+    shift = -origin(scale, grid) / scale
+    m = np.float32([[1 / scale, 0, shift], [0, 1 / scale, shift]])
+    return cv2.warpAffine(image, m, (w * scale, h * scale), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def robustness(centre: np.ndarray, warped: np.ndarray, visible: np.ndarray, k: float) -> np.ndarray:
@@ -99,10 +118,11 @@ def align(lumas: list[np.ndarray], centre: int, flow_between: Callable[[int, int
     return out
 
 
-def _lowres_grid(h: int, w: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Position of every high-resolution pixel in low-resolution pixels (pixel centres aligned)."""
-    px = ((np.arange(w * scale, dtype=np.float32) + 0.5) / scale - 0.5)[None, :].repeat(h * scale, 0)
-    py = ((np.arange(h * scale, dtype=np.float32) + 0.5) / scale - 0.5)[:, None].repeat(w * scale, 1)
+def _lowres_grid(h: int, w: int, scale: int, grid: str) -> tuple[np.ndarray, np.ndarray]:
+    """Position of every high-resolution pixel in low-resolution pixels (input pixels placed as `grid` says)."""
+    o = origin(scale, grid)
+    px = ((np.arange(w * scale, dtype=np.float32) - o) / scale)[None, :].repeat(h * scale, 0)
+    py = ((np.arange(h * scale, dtype=np.float32) - o) / scale)[:, None].repeat(w * scale, 1)
     return px, py
 
 
@@ -126,7 +146,7 @@ def _taps(ux: np.ndarray, uy: np.ndarray, inv: np.float32, h: int, w: int) -> It
 
 
 def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[int, Alignment],
-              kernel: float = 0.25) -> np.ndarray:
+              grid: str = "centre", kernel: float = 0.25) -> np.ndarray:
     """Step 3: the centre frame's luma at `scale` times its size from the window's lumas.
 
     Args:
@@ -134,13 +154,14 @@ def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[in
         centre: index of the frame being upscaled.
         scale: integer factor.
         aligned: `align`'s result.
+        grid: where the input pixels lie on the output grid (`origin`).
         kernel: standard deviation of the sample kernel, in low-resolution pixels (0.25 against
             0.35: +0.17 dB on Vid4 calendar and city x4, -0.05 dB on the x2 crops of benchmarks/upscale.py).
     """
     yc = lumas[centre]
     h, w = yc.shape
     big = (h * scale, w * scale)
-    px, py = _lowres_grid(h, w, scale)
+    px, py = _lowres_grid(h, w, scale, grid)
     inv = np.float32(-0.5 / kernel ** 2)
     num = np.zeros(big, np.float32)
     den = sum(wgt for _, _, wgt in _taps(px, py, inv, h, w))   # the centre frame's samples, innovation 0
@@ -151,10 +172,11 @@ def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[in
             wgt *= r
             num += wgt * cv2.remap(a.innovation, qx, qy, cv2.INTER_NEAREST)
             den += wgt
-    return bicubic(yc, scale) + num / den
+    return bicubic(yc, scale, grid) + num / den
 
 
-def back_project(estimate: np.ndarray, observed: np.ndarray, scale: int, psf: float, iterations: int = 3) -> np.ndarray:
+def back_project(estimate: np.ndarray, observed: np.ndarray, scale: int, psf: float, grid: str = "centre",
+                 iterations: int = 3) -> np.ndarray:
     """Step 5: iterative back-projection (Irani & Peleg 1991) of `estimate` onto the centre frame `observed`.
 
     The estimate, degraded as `downscale` does, is corrected by its error against the
@@ -162,14 +184,54 @@ def back_project(estimate: np.ndarray, observed: np.ndarray, scale: int, psf: fl
     """
     x = estimate
     for _ in range(iterations):
-        x = x + bicubic(observed - downscale(x, scale, psf), scale)
+        x = x + bicubic(observed - downscale(x, scale, psf, grid), scale, grid)
     return x
 
 
-def downscale(image: np.ndarray, scale: int, psf: float) -> np.ndarray:
-    """The degradation back-projection assumes: Gaussian blur of `psf` low-resolution pixels, then a sample
-    at each low-resolution pixel centre (a remainder of the size that `scale` does not divide is left out)."""
+def downscale(image: np.ndarray, scale: int, psf: float, grid: str = "centre") -> np.ndarray:
+    """The degradation back-projection assumes: Gaussian blur of `psf` low-resolution pixels (none at 0), then a
+    sample at each input pixel's place under `grid` (`origin`; a remainder of the size that `scale` does not
+    divide is left out)."""
     h, w = image.shape[0] // scale, image.shape[1] // scale
-    gx = ((np.arange(w, dtype=np.float32) + 0.5) * scale - 0.5)[None, :].repeat(h, 0)
-    gy = ((np.arange(h, dtype=np.float32) + 0.5) * scale - 0.5)[:, None].repeat(w, 1)
-    return cv2.remap(cv2.GaussianBlur(image, (0, 0), psf * scale), gx, gy, cv2.INTER_LINEAR)
+    blurred = cv2.GaussianBlur(image, (0, 0), psf * scale) if psf > 0 else image
+    if grid == "corner":
+        return np.ascontiguousarray(blurred[:h * scale:scale, :w * scale:scale])
+    o = origin(scale, grid)
+    gx = (np.arange(w, dtype=np.float32) * scale + o)[None, :].repeat(h, 0)
+    gy = (np.arange(h, dtype=np.float32) * scale + o)[:, None].repeat(w, 1)
+    return cv2.remap(blurred, gx, gy, cv2.INTER_LINEAR)
+
+
+PSF_CANDIDATES = np.arange(0.0, 0.81, 0.05)   # Gaussian widths (input pixels) `estimate_psf` chooses among
+
+
+def _octave_ratio(y: np.ndarray) -> float:
+    """Log ratio of the luma's energy in its finest octave to the next (difference of Gaussians of 0.8 and
+    1.6 of its own pixels, 4 px of border left out): lower when the image is blurrier."""
+    a = cv2.GaussianBlur(y, (0, 0), 0.8)
+    b = cv2.GaussianBlur(a, (0, 0), 1.6)
+    return float(np.log(np.mean((y - a)[4:-4, 4:-4] ** 2) + 1e-12) - np.log(np.mean((a - b)[4:-4, 4:-4] ** 2) + 1e-12))
+
+
+def estimate_psf(lumas: list[np.ndarray], scale: int, grid: str = "centre") -> float:
+    """The width (input pixels) of the Gaussian blur the frames were downscaled with, from the frames alone.
+
+    Natural scenes look alike across scales (Michaeli & Irani, "Nonparametric blind super-resolution",
+    ICCV 2013; KernelGAN, Bell-Kligler et al., NeurIPS 2019): the input downscaled by the factor with
+    the right kernel is as sharp, relative to its own pixels, as the input. Sharpness is measured as
+    `_octave_ratio`, averaged over the frames; the width whose downscaled frames match the input's is
+    interpolated among `PSF_CANDIDATES` (0 when even no blur leaves them blurrier: an area kernel at x2).
+    """
+    if min(min(y.shape) for y in lumas) < 16 * scale:
+        raise ValueError(f"frames too small to estimate the blur at x{scale} (at least {16 * scale} px a side)")
+    target = np.mean([_octave_ratio(y) for y in lumas])
+    ratios = np.array([np.mean([_octave_ratio(downscale(y, scale, float(p), grid)) for y in lumas])
+                       for p in PSF_CANDIDATES])
+    below = np.nonzero(ratios <= target)[0]
+    if len(below) == 0:
+        return float(PSF_CANDIDATES[-1])
+    k = int(below[0])
+    if k == 0:
+        return 0.0
+    t = (ratios[k - 1] - target) / (ratios[k - 1] - ratios[k])
+    return float(PSF_CANDIDATES[k - 1] + t * (PSF_CANDIDATES[k] - PSF_CANDIDATES[k - 1]))

@@ -12,6 +12,7 @@ detail: it is upsampled bicubically.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,28 +26,29 @@ from ..io.probe import VideoInfo
 from ..io.reader import Frame
 from ..pipeline import Stage, Window, register_stage
 from . import internal_sr
-from .kernel_fusion import align, back_project, bicubic, downscale, fuse_luma
+from .kernel_fusion import GRIDS, align, back_project, bicubic, downscale, estimate_psf, fuse_luma
 
 SCALES = (2, 3, 4)
 ANALYSIS_VERSION = 1   # bump when the trained refiner changes meaning: cached analyses are keyed on it
 TRAIN_WINDOWS = 2      # windows, spread over the video, the refiner is trained on
 
 
-def with_luma(rgb: np.ndarray, y: np.ndarray, scale: int) -> np.ndarray:
-    """`rgb` upsampled bicubically by `scale`, its luma (BT.601, as `io.colour.luma`) replaced by `y`."""
+def with_luma(rgb: np.ndarray, y: np.ndarray, scale: int, grid: str = "centre") -> np.ndarray:
+    """`rgb` upsampled bicubically by `scale` (input pixels placed as `grid` says), its luma (BT.601, as
+    `io.colour.luma`) replaced by `y`."""
     y0 = luma(rgb)
-    cb = bicubic(rgb[..., 2] - y0, scale)
-    cr = bicubic(rgb[..., 0] - y0, scale)
+    cb = bicubic(rgb[..., 2] - y0, scale, grid)
+    cr = bicubic(rgb[..., 0] - y0, scale, grid)
     r, b = y + cr, y + cb
     g = (y - 0.299 * r - 0.114 * b) / 0.587
     return np.clip(cv2.merge([r, g, b]), 0, 1).astype(np.float32)
 
 
-def fused_luma(lumas: list[np.ndarray], centre: int, scale: int, psf: float,
+def fused_luma(lumas: list[np.ndarray], centre: int, scale: int, psf: float, grid: str,
                flow_between: Callable[[int, int], np.ndarray]) -> np.ndarray:
     """The multi-frame path: kernel fusion of the window's lumas, back-projected onto the centre frame."""
     aligned = align(lumas, centre, flow_between)
-    return back_project(fuse_luma(lumas, centre, scale, aligned), lumas[centre], scale, psf)
+    return back_project(fuse_luma(lumas, centre, scale, aligned, grid), lumas[centre], scale, psf, grid)
 
 
 def _flows(flow: FlowEstimator, lumas: list[np.ndarray]) -> Callable[[int, int], np.ndarray]:
@@ -56,41 +58,47 @@ def _flows(flow: FlowEstimator, lumas: list[np.ndarray]) -> Callable[[int, int],
 
 class Upscale(Stage):
     """Windowed multi-frame super-resolution (`vidrestore upscale IN -o OUT`, `restore -s upscale:scale=2`);
-    two-pass (the refiner is trained first) unless `fidelity`.
+    two-pass (the blur is estimated and the refiner trained first) unless `fidelity` with a stated `psf`.
 
     Args:
         scale: output size over input size (2, 3 or 4).
         radius: neighbours each side whose samples are fused.
-        psf: standard deviation, in input pixels, of the Gaussian blur the back-projection assumes
-            the input was made with (0.2: best of 0.2 and 0.3 on area-downscaled x2 crops of the
-            shared sharp clips; Vid4's sigma 1.6 at x4 is 0.4).
+        psf: standard deviation, in input pixels, of the Gaussian blur the input was downscaled with
+            (back-projection and the refiner's training pairs use it); None: estimated from the video
+            (`kernel_fusion.estimate_psf`). Vid4's sigma 1.6 at x4 is 0.4.
+        grid: where each input pixel lies in its block of scale x scale output pixels (`kernel_fusion.origin`):
+            "centre" (area, bicubic and Lanczos downscaling) or "corner" (`blur(x)[::s, ::s]`, Vid4's "BD").
         fidelity: the multi-frame fusion alone (observed samples only), no learned refinement.
         steps: training steps of the refiner.
     """
 
     name = "upscale"
 
-    def __init__(self, scale: int = 2, radius: int = 3, psf: float = 0.2, fidelity: bool = False, steps: int = 1000):
-        if scale not in SCALES or radius < 0 or psf <= 0 or steps < 1:
-            raise VidrestoreError(f"{self.name} needs scale 2, 3 or 4, radius >= 0, psf > 0 and steps >= 1 "
-                                  f"(got {scale}, {radius}, {psf}, {steps})")
-        self.scale, self.radius, self.psf, self.steps = int(scale), int(radius), float(psf), int(steps)
+    def __init__(self, scale: int = 2, radius: int = 3, psf: float | None = None, grid: str = "centre",
+                 fidelity: bool = False, steps: int = 1000):
+        if scale not in SCALES or radius < 0 or (psf is not None and psf < 0) or grid not in GRIDS or steps < 1:
+            raise VidrestoreError(f"{self.name} needs scale 2, 3 or 4, radius >= 0, psf >= 0, grid centre or corner "
+                                  f"and steps >= 1 (got {scale}, {radius}, {psf}, {grid}, {steps})")
+        self.scale, self.radius, self.steps, self.grid = int(scale), int(radius), int(steps), grid
+        self.psf_stated = None if psf is None else float(psf)
+        self.psf = self.psf_stated
         self.fidelity = bool(fidelity)
-        self.two_pass = not self.fidelity
+        self.two_pass = not self.fidelity or self.psf_stated is None
         self.flow = create_flow("dis", preset="medium", finest_level=0)
         self.net = None
         self._flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # flows later windows reuse
 
     def config(self) -> dict:
         learned = {} if self.fidelity else {"version": ANALYSIS_VERSION, "steps": self.steps}
-        return {"scale": self.scale, "radius": self.radius, "psf": self.psf, "fidelity": self.fidelity,
-                "flow": self.flow.config(), **learned}
+        return {"scale": self.scale, "radius": self.radius, "psf": self.psf_stated, "grid": self.grid,
+                "fidelity": self.fidelity, "flow": self.flow.config(), **learned}
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width * self.scale, height * self.scale
 
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
-        """Train the refiner on windows spread over the video, each downscaled by the scale factor."""
+        """Estimate the input's blur (unless stated) on windows spread over the video and, unless `fidelity`,
+        train the refiner on them, each downscaled by the scale factor with that blur."""
         count = max(1, info.frame_count or 1)
         centres = np.linspace(0, count - 1, TRAIN_WINDOWS + 2)[1:-1].round().astype(int).tolist()
         wanted = {i for c in centres for i in range(c - self.radius, c + self.radius + 1)}
@@ -98,19 +106,30 @@ class Upscale(Stage):
         for f in frames:
             if f.index in wanted:
                 kept[f.index] = luma(f.rgb)
+        psf = self.psf_stated
+        if psf is None:
+            try:
+                psf = estimate_psf(list(kept.values()), self.scale, self.grid)
+            except ValueError as e:
+                raise VidrestoreError(f"{self.name}: {e}; state the blur (psf)") from e
+        (cache_dir / "kernel.json").write_text(json.dumps({"psf": psf}))
+        if self.fidelity:
+            return
         pairs = []
         for c in centres:
             order = [i for i in range(c - self.radius, c + self.radius + 1) if i in kept]
-            small = [downscale(kept[i], self.scale, self.psf) for i in order]
+            small = [downscale(kept[i], self.scale, psf, self.grid) for i in order]
             if min(small[0].shape) < 8:
                 raise VidrestoreError(f"frames too small for {self.name}'s learned refinement at x{self.scale} "
                                       f"(at least {8 * self.scale} px a side); use fidelity")
-            fused = fused_luma(small, order.index(c), self.scale, self.psf, _flows(self.flow, small))
+            fused = fused_luma(small, order.index(c), self.scale, psf, self.grid, _flows(self.flow, small))
             pairs.append((fused, kept[c][:fused.shape[0], :fused.shape[1]]))
         internal_sr.save(internal_sr.train(pairs, self.steps), cache_dir / "refiner.safetensors")
 
     def load(self, cache_dir: Path) -> None:
-        self.net = internal_sr.load(cache_dir / "refiner.safetensors")
+        self.psf = json.loads((cache_dir / "kernel.json").read_text())["psf"]
+        if not self.fidelity:
+            self.net = internal_sr.load(cache_dir / "refiner.safetensors")
 
     def process(self, window: Window) -> np.ndarray:
         frames = {f.index: f.rgb for f in window.frames}   # the clamped copies at the video's ends once each
@@ -129,12 +148,15 @@ class Upscale(Stage):
                 self._flows[key] = kept
             return kept[2]
 
-        y = fused_luma(lumas, centre, self.scale, self.psf, flow_between)
+        if self.psf is None:
+            raise VidrestoreError(f"{self.name}: the blur is estimated in the analysis pass (analyze, load) unless psf is stated")
+        y = fused_luma(lumas, centre, self.scale, self.psf, self.grid, flow_between)
         if self.net is not None:
             y = internal_sr.refine(self.net, y)
-        return with_luma(window.frame.rgb, y, self.scale)
+        return with_luma(window.frame.rgb, y, self.scale, self.grid)
 
 
 @register_stage("upscale")
-def _upscale(scale: int = 2, radius: int = 3, psf: float = 0.2, fidelity: bool = False, steps: int = 1000) -> Upscale:
-    return Upscale(scale, radius, psf, fidelity, steps)
+def _upscale(scale: int = 2, radius: int = 3, psf: float | None = None, grid: str = "centre", fidelity: bool = False,
+             steps: int = 1000) -> Upscale:
+    return Upscale(scale, radius, psf, grid, fidelity, steps)
