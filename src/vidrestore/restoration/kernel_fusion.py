@@ -38,13 +38,13 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from ..flow import backward_warp, occlusion_mask, resize_field
+from ..flow import backward_warp, occlusion_mask
 
 NOISE_FLOOR = 2.0 / 255  # luma difference the robustness test always tolerates
 
@@ -63,15 +63,20 @@ def origin(scale: int, grid: str) -> float:
     return (scale - 1) / 2 if grid == "centre" else 0.0
 
 
-def bicubic(image: np.ndarray, scale: int, grid: str = "centre") -> np.ndarray:
-    """Single-frame bicubic upsampling by an integer factor, input pixels placed as `grid` says (`origin`)."""
+def _upsample(image: np.ndarray, scale: int, grid: str, interpolation: int) -> np.ndarray:
+    """`image` interpolated onto the grid `scale` times finer, input pixels placed as `grid` says (`origin`)."""
     h, w = image.shape[:2]
     if grid == "centre":
-        return cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
+        return cv2.resize(image, (w * scale, h * scale), interpolation=interpolation)
     shift = -origin(scale, grid) / scale
     m = np.float32([[1 / scale, 0, shift], [0, 1 / scale, shift]])
-    return cv2.warpAffine(image, m, (w * scale, h * scale), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+    return cv2.warpAffine(image, m, (w * scale, h * scale), flags=interpolation | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
+
+
+def bicubic(image: np.ndarray, scale: int, grid: str = "centre") -> np.ndarray:
+    """Single-frame bicubic upsampling by an integer factor, input pixels placed as `grid` says (`origin`)."""
+    return _upsample(image, scale, grid, cv2.INTER_CUBIC)
 
 
 def robustness(centre: np.ndarray, warped: np.ndarray, visible: np.ndarray, k: float) -> np.ndarray:
@@ -118,36 +123,34 @@ def align(lumas: list[np.ndarray], centre: int, flow_between: Callable[[int, int
     return out
 
 
-def _lowres_grid(h: int, w: int, scale: int, grid: str) -> tuple[np.ndarray, np.ndarray]:
-    """Position of every high-resolution pixel in low-resolution pixels (input pixels placed as `grid` says)."""
-    o = origin(scale, grid)
-    px = ((np.arange(w * scale, dtype=np.float32) - o) / scale)[None, :].repeat(h * scale, 0)
-    py = ((np.arange(h * scale, dtype=np.float32) - o) / scale)[:, None].repeat(w * scale, 1)
-    return px, py
+def _lowres_axis(n: int, scale: int, grid: str) -> np.ndarray:
+    """Position of every high-resolution pixel along one axis, in low-resolution pixels (`origin`)."""
+    return (np.arange(n * scale, dtype=np.float32) - np.float32(origin(scale, grid))) / np.float32(scale)
 
 
-def _axis_weights(u: np.ndarray, inv: np.float32, n: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Along one axis: the sample below each position u, and the kernel factors of it and the next
-    (0 outside 0..n-1); the 2-D Gaussian is the product of the two axes' factors."""
+def _kernel_tables(kernel: float) -> tuple[np.ndarray, np.ndarray]:
+    """For 256 fractions f in [0, 1] of a position past the sample below it: the sum of the Gaussian kernel
+    factors of the two samples around it, and the position between them at which linear interpolation
+    weighs them as the kernel does (the normalised weight of the second)."""
+    f = np.arange(256, dtype=np.float32) / 255
+    w0, w1 = np.exp(-0.5 * f * f / kernel ** 2), np.exp(-0.5 * (1 - f) ** 2 / kernel ** 2)
+    return (w0 + w1).astype(np.float32), (w1 / (w0 + w1)).astype(np.float32)
+
+
+def _axis_weights(u: np.ndarray, tables: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Along one axis, for each position u: `_kernel_tables`' kernel sum, and the interpolation position."""
     q0 = np.floor(u)
-    f = u - q0
-    w0 = np.exp(f * f * inv) * ((q0 >= 0) & (q0 <= n - 1))
-    w1 = np.exp((1 - f) * (1 - f) * inv) * ((q0 >= -1) & (q0 <= n - 2))
-    return q0, (w0, w1)
-
-
-def _taps(ux: np.ndarray, uy: np.ndarray, inv: np.float32, h: int, w: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The 2x2 samples around each (ux, uy) of an h x w frame: (x, y, kernel weight; 0 outside the frame)."""
-    x0, wx = _axis_weights(ux, inv, w)
-    y0, wy = _axis_weights(uy, inv, h)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            yield x0 + dx, y0 + dy, wx[dx] * wy[dy]
+    f = cv2.convertScaleAbs(u - q0, alpha=255)   # the fraction in 1/255ths
+    return cv2.LUT(f, tables[0]), q0 + cv2.LUT(f, tables[1])
 
 
 def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[int, Alignment],
               grid: str = "centre", kernel: float = 0.25) -> np.ndarray:
     """Step 3: the centre frame's luma at `scale` times its size from the window's lumas.
+
+    The 2x2 Gaussian-weighted gather is separable: one linear interpolation per neighbour at positions
+    moved so that its weights are the kernel's, times the sum of the kernel's weights (samples
+    beyond the frame's edge read the edge sample).
 
     Args:
         lumas: float32 (h, w) luma of each frame of the window.
@@ -161,17 +164,18 @@ def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[in
     yc = lumas[centre]
     h, w = yc.shape
     big = (h * scale, w * scale)
-    px, py = _lowres_grid(h, w, scale, grid)
-    inv = np.float32(-0.5 / kernel ** 2)
+    px, py = _lowres_axis(w, scale, grid)[None, :], _lowres_axis(h, scale, grid)[:, None]
+    tables = _kernel_tables(kernel)
     num = np.zeros(big, np.float32)
-    den = sum(wgt for _, _, wgt in _taps(px, py, inv, h, w))   # the centre frame's samples, innovation 0
-    for j, a in aligned.items():
-        f_big = resize_field(a.to_j, big)
-        r = resize_field(a.trust, big)
-        for qx, qy, wgt in _taps(px + f_big[..., 0], py + f_big[..., 1], inv, h, w):
-            wgt *= r
-            num += wgt * cv2.remap(a.innovation, qx, qy, cv2.INTER_NEAREST)
-            den += wgt
+    den = _axis_weights(py, tables)[0] * _axis_weights(px, tables)[0]   # the centre frame's samples, innovation 0
+    for a in aligned.values():
+        f_big = _upsample(a.to_j, scale, grid, cv2.INTER_LINEAR)
+        fx, fy = cv2.split(f_big)
+        sx, mx = _axis_weights(px + fx, tables)
+        sy, my = _axis_weights(py + fy, tables)
+        wgt = _upsample(a.trust, scale, grid, cv2.INTER_LINEAR) * sx * sy
+        num += wgt * cv2.remap(a.innovation, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        den = den + wgt
     return bicubic(yc, scale, grid) + num / den
 
 
