@@ -15,7 +15,7 @@ from vidrestore.errors import VidrestoreError
 from vidrestore.restoration.codec_qp import h264_step, read_qp
 from vidrestore.restoration.dct_shrink import dct_shrink
 from vidrestore.restoration.deblock import Deblock
-from vidrestore.restoration.denoise import Denoise
+from vidrestore.restoration.denoise import Denoise, box_factor
 from vidrestore.restoration.noise_level import estimate_noise, noise_spectrum, pair_level, temporal_scale
 from vidrestore.synth.compress import synth_compress
 from vidrestore.synth.noise import add_gaussian, synth_noise
@@ -193,6 +193,26 @@ def test_segments_give_the_frames_of_one_run(noisy25, denoised25, tmp_path):
     """Each output frame depends on its window only: rendering in segments of 5 frames changes nothing."""
     seg = _denoised(tmp_path, noisy25.degraded, Denoise(radius=2), "seg.mkv", segment_frames=5, work_dir=tmp_path / "w")
     assert all(np.array_equal(a, b) for a, b in zip(_frames(seg), _frames(denoised25[2])))
+
+
+def test_fast_path_denoises_with_its_neighbours_and_resumes(noisy25, tmp_path):
+    """The fast path: a large gain, the aligned neighbours add to it, segments change nothing.
+    (Its chroma is kept at half size: this clip's full-size colour edges cap it near 35 dB.)"""
+    gt, noisy = _frames(noisy25.gt), _frames(noisy25.degraded)
+    fast = _frames(_denoised(tmp_path, noisy25.degraded, Denoise(fast=True), "fast.mkv"))
+    spatial = _frames(_denoised(tmp_path, noisy25.degraded, Denoise(radius=0, fast=True), "fast0.mkv"))
+    before, ours, alone = (np.mean([psnr(a, b) for a, b in zip(x, gt)]) for x in (noisy, fast, spatial))
+    assert ours > before + 8 and ours > alone + 1, (before, alone, ours)
+    seg = _denoised(tmp_path, noisy25.degraded, Denoise(fast=True), "seg.mkv", segment_frames=5, work_dir=tmp_path / "w")
+    assert all(np.array_equal(a, b) for a, b in zip(_frames(seg), fast))
+
+
+def test_box_factor_reads_the_noise_correlation():
+    """The variance of a 2x2 mean is a quarter of the pixels' for white noise, more for low-pass noise."""
+    assert box_factor(None) == 1.0 and box_factor(np.ones((8, 8))) == pytest.approx(1.0)
+    u = np.arange(8)
+    low_pass = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / 20.0)
+    assert box_factor(low_pass) > 1.5
 
 
 def test_clean_video_passes_nearly_unchanged(clean_clip, tmp_path):

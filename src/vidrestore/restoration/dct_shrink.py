@@ -20,6 +20,8 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.fft import dct
@@ -52,43 +54,63 @@ def dct_shrink(rgb: np.ndarray, sigma: np.ndarray | float, step: int = 4, thresh
         pilot: float32 (H, W, 3) first estimate: Wiener shrinkage instead of hard thresholding.
         device: where the transforms run (torch device).
     """
-    h, w = rgb.shape[:2]
-    d = torch.from_numpy(DCT).to(device)
     opp = torch.from_numpy(OPPONENT).to(device)
-    shape = torch.from_numpy(np.ones((B, B), np.float32) if spectrum is None else np.asarray(spectrum, np.float32)).to(device)
-    n, m = -(-h // B) + 1, -(-w // B) + 1
-    pad = (B, m * B - w, B, n * B - h)                                 # left, right, top, bottom
 
     def opponent(img: np.ndarray) -> torch.Tensor:
-        x = torch.einsum("ij,hwj->ihw", opp, torch.from_numpy(np.ascontiguousarray(img, np.float32)).to(device))
-        return F.pad(x[None], pad, mode="reflect")[0]
+        return torch.einsum("ij,hwj->ihw", opp, torch.from_numpy(np.ascontiguousarray(img, np.float32)).to(device))
 
-    def transform(x: torch.Tensor, ys: slice, xs: slice) -> torch.Tensor:
-        return d @ x[:, ys, xs].reshape(3, n, B, m, B).permute(0, 1, 3, 2, 4) @ d.T    # (3, n, m, y, x)
-
-    x = opponent(rgb)
-    ref = opponent(pilot) if pilot is not None else None
-    s = torch.from_numpy(np.array(np.broadcast_to(np.asarray(sigma, np.float32), (h, w)))).to(device)
-    s = F.pad(s[None, None], pad, mode="replicate")[0, 0]
-    acc = torch.zeros_like(x)
-    wsum = torch.zeros_like(s)
-    for dy in range(0, B, step):
-        for dx in range(0, B, step):
-            if skip_grid and dy == 0 and dx == 0:
-                continue
-            ys, xs = slice(dy, dy + n * B), slice(dx, dx + m * B)
-            coef = transform(x, ys, xs)
-            noise = s[ys, xs].reshape(n, B, m, B).mean(dim=(1, 3))[None, :, :, None, None] * shape
-            if ref is None:
-                gain = (coef.abs() >= threshold * noise).to(coef.dtype)
-                gain[..., 0, 0] = 1.0
-                weight = 1.0 / gain.sum(dim=(0, 3, 4))
-            else:
-                p2 = transform(ref, ys, xs) ** 2
-                gain = p2 / (p2 + noise ** 2).clamp_min(1e-12)
-                weight = 1.0 / (gain ** 2).sum(dim=(0, 3, 4)).clamp_min(1e-6)
-            back = d.T @ (coef * gain * weight[None, :, :, None, None]) @ d
-            acc[:, ys, xs] += back.permute(0, 1, 3, 2, 4).reshape(3, n * B, m * B)
-            wsum[ys, xs] += weight.repeat_interleave(B, 0).repeat_interleave(B, 1)
-    out = acc[:, B:B + h, B:B + w] / wsum[B:B + h, B:B + w]
+    shifts = [(dy, dx) for dy in range(0, B, step) for dx in range(0, B, step) if not (skip_grid and dy == dx == 0)]
+    out = shrink_planes(opponent(rgb), sigma, shifts, threshold, spectrum, opponent(pilot) if pilot is not None else None)
     return torch.einsum("ij,ihw->hwj", opp, out).cpu().numpy()    # back to RGB: the transform is orthonormal
+
+
+def shrink_planes(x: torch.Tensor, sigma: np.ndarray | float, shifts: list[tuple[int, int]], threshold: float = 2.7,
+                  spectrum: np.ndarray | None = None, pilot: torch.Tensor | None = None) -> torch.Tensor:
+    """`dct_shrink` on planes (C, H, W) whose noise has the same sigma, with the 8x8 grids at `shifts` (dy, dx).
+
+    The blocks stay where they lie in the image (rows of blocks as (C, n, 8, m*8)), so each 1D
+    transform is one large matrix product and no block is copied out.
+    """
+    c, h, w = x.shape
+    d = torch.from_numpy(DCT).to(x.device)
+    dt = d.T.contiguous()
+    shape = torch.from_numpy(np.ones((B, B), np.float32) if spectrum is None else np.asarray(spectrum, np.float32)).to(x.device)
+    shape = shape[None, :, None, :]                                     # (u, v) laid out as (n, u, m, v)
+    n, m = -(-h // B) + 1, -(-w // B) + 1
+    pad = (B, m * B - w, B, n * B - h)                                  # left, right, top, bottom
+    x = F.pad(x[None], pad, mode="reflect")[0]
+    ref = F.pad(pilot[None], pad, mode="reflect")[0] if pilot is not None else None
+    s = torch.from_numpy(np.array(np.broadcast_to(np.asarray(sigma, np.float32), (h, w)))).to(x.device)
+    g = math.gcd(B, *(v for shift in shifts for v in shift))
+    cells = F.avg_pool2d(F.pad(s[None, None], pad, mode="replicate"), g)[0]      # sigma of g x g cells
+
+    down, up = d.expand(c * n, B, B), dt.expand(c * n, B, B)
+
+    def transform(t: torch.Tensor, ys: slice, xs: slice) -> torch.Tensor:     # (C, n, u, m, v)
+        rows = torch.bmm(down, t[:, ys, xs].reshape(c * n, B, m * B))
+        return (rows.reshape(-1, B) @ dt).reshape(c, n, B, m, B)
+
+    def inverse(coef: torch.Tensor) -> torch.Tensor:                           # (C, n*8, m*8)
+        return torch.bmm(up, (coef.reshape(-1, B) @ d).reshape(c * n, B, m * B)).reshape(c, n * B, m * B)
+
+    acc = torch.zeros_like(x)
+    wsum = torch.zeros_like(cells[0])                                    # aggregation weight of each cell
+    for dy, dx in shifts:
+        ys, xs = slice(dy, dy + n * B), slice(dx, dx + m * B)
+        coef = transform(x, ys, xs)
+        block = F.avg_pool2d(cells[:, dy // g:(dy + n * B) // g, dx // g:(dx + m * B) // g][None], B // g)[0, 0]
+        block = block[:, None, :, None]                                  # sigma of each block, as (n, 1, m, 1)
+        if ref is None:
+            gain = (coef.abs().div_(shape) >= threshold * block).to(coef.dtype)
+            gain[:, :, 0, :, 0] = 1.0
+            weight = 1.0 / gain.sum(dim=(0, 2, 4))
+        else:
+            p2 = transform(ref, ys, xs).square_()
+            gain = p2 / (p2 + (block * shape).square_()).clamp_min(1e-12)
+            weight = 1.0 / gain.square().sum(dim=(0, 2, 4)).clamp_min(1e-6)
+        coef *= gain.mul_(weight[:, None, :, None])
+        acc[:, ys, xs] += inverse(coef)
+        k = B // g
+        wsum[dy // g:(dy + n * B) // g, dx // g:(dx + m * B) // g] += weight[:, None, :, None].expand(n, k, m, k).reshape(n * k, m * k)
+    wsum = wsum.repeat_interleave(g, 0).repeat_interleave(g, 1)
+    return acc[:, B:B + h, B:B + w] / wsum[B:B + h, B:B + w]
