@@ -14,6 +14,7 @@ from vidrestore.flow import create_flow
 from vidrestore.io import EncodeSettings, read_frames, write_video
 from vidrestore.io.colour import luma
 from vidrestore.pipeline import create_stage, restore
+from vidrestore.restoration import film_dust
 from vidrestore.restoration.film import film_stages
 from vidrestore.restoration.film_grain import fit_grain
 from vidrestore.synth.film import (FilmDamage, add_grain, apply_fade, grain_field, grain_model, grain_scaling, grain_template,
@@ -151,6 +152,56 @@ def test_dust_repairs_end_frames_from_one_side(panning, tmp_path):
     for i in (0, N - 1):
         spot = (slice(84, 97), slice(94, 107))
         assert np.abs(out[i][spot] - frames[i][spot]).mean() < 0.2 * np.abs(dirty[i][spot] - frames[i][spot]).mean()
+
+
+def test_dust_confirms_opaque_blotches_not_specks_of_grain():
+    """A dark blob is kept; a speck with a strong peak but a body just above the low threshold (grain
+    or texture that happened to line up) is not: a blotch's median spike must reach 8 noise sigmas."""
+    rng = np.random.default_rng(3)
+    frames = [np.clip(0.5 + rng.normal(0, 0.01, (80, 120, 3)), 0, 1).astype(np.float32) for _ in range(3)]
+    y = frames[1].copy()
+    cv2.circle(y, (30, 40), 5, (0.3, 0.3, 0.3), -1)                 # opaque dirt, 0.2 darker
+    y[38:43, 88:93] -= 0.055                                        # a faint speck, about 5.5 sigmas (of y - (p + n) / 2)
+    y[40, 90] -= 0.1                                                # with a strong peak
+    flow = np.zeros((80, 120, 2), np.float32)
+    nbs = [film_dust.Neighbour.warp(f, luma(f), flow, luma(y)) for f in (frames[0], frames[2])]
+    mask = film_dust.detect_blotches(luma(y), nbs[0], nbs[1], confirm=True)
+    assert mask[40, 30] and mask[36:45, 26:35].mean() > 0.6
+    assert not mask[36:46, 85:96].any()
+
+
+def test_dust_inpainting_stays_in_range_and_matches_the_surroundings():
+    """The spatial fill (a vote of the repair) of a hole in a smooth ramp: close to the ramp (OpenCV's
+    Telea on float images overshoots far outside [0, 1]) and computed per blotch as on the whole frame."""
+    ramp = np.broadcast_to(np.linspace(0.1, 0.9, 160, dtype=np.float32)[None, :, None], (100, 160, 3)).copy()
+    mask = np.zeros((100, 160), bool)
+    mask[20:30, 40:52] = mask[60:75, 100:110] = mask[0:6, 0:5] = True
+    filled = film_dust.inpaint(ramp, mask)
+    whole = cv2.inpaint(cv2.convertScaleAbs(ramp, alpha=255.0), mask.astype(np.uint8), 3, cv2.INPAINT_TELEA) / 255.0
+    assert np.abs(filled - ramp)[mask].max() < 0.03
+    assert np.abs(filled - whole)[mask].max() < 1e-6
+    assert np.array_equal(filled[~mask], ramp[~mask])
+
+
+def test_dust_sample_and_mended_flow_match_their_whole_frame_forms():
+    """`sample` at a few points is the full-frame remap there; `mend_flow` per part of the hole is the
+    normalised convolution over the whole frame, inside the hole."""
+    rng = np.random.default_rng(5)
+    img = rng.random((90, 130, 3)).astype(np.float32)
+    flow = cv2.GaussianBlur(rng.normal(0, 3, (90, 130, 2)).astype(np.float32), (0, 0), 4)
+    xs = np.arange(130, dtype=np.float32)[None, :] + flow[..., 0]
+    ys = np.arange(90, dtype=np.float32)[:, None] + flow[..., 1]
+    full = cv2.remap(img, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    r, c = rng.integers(0, 90, 700), rng.integers(0, 130, 700)
+    assert np.abs(film_dust.sample(img, xs[r, c], ys[r, c]) - full[r, c]).max() < 1e-6
+    hole = np.zeros((90, 130), bool)
+    hole[10:20, 10:25] = hole[50:70, 60:70] = hole[80:90, 120:130] = True
+    weight = (~hole).astype(np.float32)
+    den = cv2.GaussianBlur(weight, (0, 0), 6.0)
+    whole = cv2.GaussianBlur(flow * weight[..., None], (0, 0), 6.0) / den[..., None]
+    (mended,) = film_dust.mend_flow([flow], hole)
+    assert np.abs(mended - whole)[hole].max() < 1e-5
+    assert np.array_equal(mended[~hole], flow[~hole])
 
 
 def test_dust_options_are_checked():
