@@ -21,7 +21,14 @@ Confirmation, per connected region of s above the low threshold:
   of the frame's noise (grain), the robust spread (1.4826 MAD) of Y - (P + N) / 2;
 * the flow is mended over the candidates: a blotch drags the flow estimated over it towards
   whatever it resembles, so inside every candidate (grown by 6 px) the flow is replaced by the
-  flow around it (`mend_flow`), the neighbours are warped again and the tests rerun;
+  flow around it (`mend_flow`), the neighbours are warped again and the tests rerun (the noise
+  is measured once, before);
+* a blotch is opaque: the median spike over the region must reach 8 noise sigmas (`_BODY`).
+  Grain and texture that happen to line up with neither neighbour peak above the high threshold
+  but their body stays near the low one: on the old films of `benchmarks/film.py` the false
+  regions' median spike was 5-7 sigmas, the synthesized blotches' (change over 0.05) 8 or more
+  (95 % of them 11 or more on *rtn_oldfilm_001*), and *rtn_oldfilm_001*'s false regions fell from
+  28 to 14;
 * against fast motion and occlusion (flow consistency): the two motion-compensated neighbours
   must agree with each other around the region and inside it (a blotch is in neither, so both
   show the scene; where the motion was not followed they disagree), and the region must differ
@@ -36,7 +43,8 @@ Confirmation, per connected region of s above the low threshold:
 
 Repair: the confirmed regions, grown by `grow` pixels (blotch edges are soft), are replaced by
 the median of the motion-compensated neighbours and the spatial inpainting of the frame
-(`cv2.inpaint`, Telea): with both neighbours a median of three, so a neighbour the flow got
+(`cv2.inpaint`, Telea, on 8-bit colour: on float images it overshoots far outside the
+frame's range): with both neighbours a median of three, so a neighbour the flow got
 wrong is outvoted; with one, that neighbour; where none is inside the frame, the inpainting.
 
 References:
