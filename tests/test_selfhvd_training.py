@@ -345,9 +345,6 @@ def test_sevd_uses_a_stopped_gradient_and_scscm_a_frozen_anchor(analysed, tmp_pa
     assert all(torch.equal(first["anchor"][n], first["model"][n]) for n in first["anchor"])  # taken from the model
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: after 6 steps the network is below the fusion it starts from around "
-                                       "the square (on this clip -0.15 dB there, +1.38 dB on whole frames; the fusion "
-                                       "alone, deblur --fidelity: +0.08 and +1.55 dB)")
 def test_moving_object_is_not_made_worse(tmp_path):
     """A square crossing a panning scene under handheld shake (`conftest.moving_square_clip`): deblur
     must not carry another moment's square into a frame. On blurry frames, PSNR-Y against the

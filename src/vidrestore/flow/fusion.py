@@ -27,21 +27,26 @@ def frame_weight(ratio: float, power: float = DEFAULTS["power"], strength: float
     return strength * (ratio - 1.0) ** power if ratio > 1 else 0.0
 
 
-def trust(centre_low: np.ndarray, warped: np.ndarray, visible: np.ndarray, sensitivity: float = DEFAULTS["sensitivity"],
-          compare_sigma: float = DEFAULTS["compare_sigma"], spread: int = DEFAULTS["spread"],
-          spread_above: float = DEFAULTS["spread_above"]) -> np.ndarray:
-    """Per-pixel trust in [0, 1] of a neighbour warped onto the centre frame: `visible` times the photometric
-    agreement sens / (sens + d), d = |G(Y_warped) - G(Y_centre)|.
-
-    A strong disagreement (d above `spread_above`) is spread over its `spread` x `spread`
-    neighbourhood first (a grey dilation of d where it exceeds the threshold): an object that
-    moved between the frames disagrees at its edges and texture, while pixels in between can agree
-    by chance, and pasting those would carry the object's other position into the frame.
-    """
+def disagreement(centre_low: np.ndarray, warped: np.ndarray, compare_sigma: float = DEFAULTS["compare_sigma"],
+                 spread: int = DEFAULTS["spread"], spread_above: float = DEFAULTS["spread_above"]) -> np.ndarray:
+    """d = |G(Y_warped) - G(Y_centre)| per pixel, with a strong disagreement (d above `spread_above`)
+    spread over its `spread` x `spread` neighbourhood (a grey dilation of d where it exceeds the
+    threshold): an object that moved between the frames disagrees at its edges and texture, while
+    pixels in between can agree by chance, and pasting those would carry the object's other
+    position into the frame."""
     d = np.abs(low_luma(warped, compare_sigma) - centre_low)
     if spread > 1:
         grown = cv2.dilate(d, np.ones((spread, spread), np.uint8))
         d = np.where(grown > spread_above, grown, d)
+    return d
+
+
+def trust(centre_low: np.ndarray, warped: np.ndarray, visible: np.ndarray, sensitivity: float = DEFAULTS["sensitivity"],
+          compare_sigma: float = DEFAULTS["compare_sigma"], spread: int = DEFAULTS["spread"],
+          spread_above: float = DEFAULTS["spread_above"]) -> np.ndarray:
+    """Per-pixel trust in [0, 1] of a neighbour warped onto the centre frame: `visible` times the photometric
+    agreement sens / (sens + d), d the `disagreement`."""
+    d = disagreement(centre_low, warped, compare_sigma, spread, spread_above)
     return (visible * (sensitivity / (sensitivity + d))).astype(np.float32)
 
 

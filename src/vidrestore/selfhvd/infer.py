@@ -4,7 +4,9 @@ For frame i the stage gets the window i-k..i+k from the pipeline (the decoded fr
 precision), prepares it as in training (window models: neighbours warped onto frame i with the
 analysis' consecutive flows, and the fusion prior, `vidrestore.selfhvd.window`; recurrent
 models: frames in place with their flows), and runs the network over the full-resolution frame
-in overlapping tiles (`vidrestore.models.tiling`).
+in overlapping tiles (`vidrestore.models.tiling`). A window network's output is then pulled
+towards its fusion prior where sharper neighbours disagree strongly with the frame
+(`guard_moving`).
 The output of frame i depends only on its window, so the pipeline can resume mid-video. (A
 recurrent model therefore runs over the whole window of every frame, 2k+1 frames per output.)
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -20,7 +23,9 @@ from torch import nn
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE, run_tiled
 from ..pipeline import Stage, Window
 from .analysis import VideoAnalysis
-from .window import window_input
+from .window import fused, moving_share, window_input
+
+GUARD_SIGMA = 3.0  # px: the moving-object guard's map is smoothed so that its edges leave no seam
 
 
 def model_digest(model: nn.Module) -> str:
@@ -48,7 +53,19 @@ def restore_frame(model: nn.Module, analysis: VideoAnalysis, frames: list[np.nda
         x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].to(device)
     out = run_tiled(model, [x, nf, pf, prior], model.multiple, tile, margin)
     k = 0 if model.outputs == "centre" else centre
-    return out[0, k].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+    restored = out[0, k].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+    if model.aligned_input:
+        restored = guard_moving(restored, fused(aligned, p), moving_share(analysis, i, indices, centre, aligned))
+    return restored
+
+
+def guard_moving(restored: np.ndarray, fusion: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """The network's output pulled towards the fusion prior by `moving_share` (smoothed): where
+    sharper neighbours disagree strongly with the frame (an object moved), the fusion has already
+    left them out, while the network, which sees every aligned neighbour, can carry their content
+    (issue 17: a moving object must not be made worse)."""
+    m = cv2.GaussianBlur(share, (0, 0), GUARD_SIGMA)[..., None]
+    return restored + m * (fusion - restored)
 
 
 class DeblurStage(Stage):
@@ -77,7 +94,7 @@ class DeblurStage(Stage):
 
     def config(self) -> dict:
         return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
-                "sharp_frames": "kept"}
+                "sharp_frames": "kept", "moving_guard": GUARD_SIGMA}
 
     def process(self, window: Window) -> np.ndarray:
         if self.analysis.selection.sharp[window.index]:  # a selected sharp frame is its own best estimate

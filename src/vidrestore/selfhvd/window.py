@@ -18,11 +18,12 @@ import cv2
 import numpy as np
 
 from ..flow import backward_warp
-from ..flow.fusion import low_luma, neighbour_weight
+from ..flow.fusion import DEFAULTS, disagreement, frame_weight, low_luma, neighbour_weight
 from .analysis import VideoAnalysis
 
 NO_WEIGHT = -30.0  # log-weight of a frame that must not contribute (exp(-30) ~ 1e-13)
 OCCLUSION_SLOPE = 0.8
+MOVING_SIGMA = 3.0  # px: `moving_share`'s low-pass (README: SelfHVD, moving objects)
 
 
 def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -71,6 +72,33 @@ def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
         w = neighbour_weight(low, aligned[n], ratio, visibility(analysis, i, t, box))
         prior[n] = np.maximum(np.log(np.maximum(w, 1e-30)), NO_WEIGHT)
     return prior
+
+
+def fused(aligned: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Lucky-frame fusion of the aligned window (T, h, w, 3) by its prior's log-weights (T, h, w)."""
+    w = np.exp(prior - prior.max(axis=0, keepdims=True))
+    return np.einsum("thw,thwc->hwc", w / w.sum(axis=0), aligned).astype(np.float32)
+
+
+def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, aligned: np.ndarray) -> np.ndarray:
+    """Per pixel, the share of the fusion's frame weights (`frame_weight`: sharper neighbours only) that
+    comes from neighbours disagreeing strongly there: where another moment's content differs from
+    frame i (a moving object), in [0, 1]. The comparison is `disagreement`'s, on luma low-passed
+    at MOVING_SIGMA rather than the trust's 1.5 px, so that a sharp neighbour's crisper edges
+    (blur, not motion) do not count."""
+    low = low_luma(aligned[centre], MOVING_SIGMA)
+    share = np.zeros(low.shape, np.float32)
+    total = 0.0
+    seen = {sources[centre]}
+    for n, t in enumerate(sources):
+        if t in seen:
+            continue
+        seen.add(t)
+        w = frame_weight(float(analysis.laplacian[t]) / max(float(analysis.laplacian[i]), 1e-12))
+        if w > 0:
+            share += np.float32(w) * (disagreement(low, aligned[n], MOVING_SIGMA) > DEFAULTS["spread_above"])
+            total += w
+    return share / np.float32(total) if total > 0 else share
 
 
 def window_input(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, box: tuple[int, int, int, int],
