@@ -35,7 +35,8 @@ For frame t and each neighbour j within `radius` frames:
 does at about 10 frames/s at 1280x720. Frames are taken to opponent colour (the DCT step's
 orthonormal luma/chroma transform); DIS at its ULTRAFAST preset runs on the luma at half size;
 the chroma channels (which 4:2:0 video stores at half size anyway) and the patch distances
-(3x3 patches at half size, against the variance of a 2x2 mean, `box_factor`) stay at half size;
+(3x3 patches at half size, against the variance of a 2x2 mean, `box_factor`, and the second test
+on 4x4 means) stay at half size;
 only the luma is warped and averaged at full size, with the half-size weights. The spatial step
 is hard thresholding alone, on two 8x8 grids (offsets 0 and 4) instead of sixteen for the luma
 and one for the chroma, without the Wiener step.
@@ -277,7 +278,7 @@ class Denoise(Stage):
 
     def _fast(self, window: Window) -> np.ndarray:
         """The fast path (module docstring): flow, weights and chroma at half size, luma averaged
-        at full size along the same flow, then hard thresholding on two DCT grids."""
+        at full size along the same flow, then hard thresholding (two DCT grids for the luma, one for the chroma)."""
         if self.profile is None:
             raise VidrestoreError(f"{self.name} needs its analysis pass: run it through vidrestore.restore()")
         c = self._half(window.frame)
@@ -287,6 +288,9 @@ class Denoise(Stage):
         pixel_var = cv2.transform(self.profile.variance(c.rgb), np.full((1, 3), 1 / 3, np.float32))    # (hh, hw)
         var = pixel_var * np.float32(box / 4)                  # of the half-size samples
         scale = np.float32(-1.0 / (3.0 * self.h)) / var
+        quarter = (max(1, hw // 2), max(1, hh // 2))          # the means of 4x4 pixels of the second test
+        coarse = cv2.resize(pixel_var, quarter, interpolation=cv2.INTER_AREA) * np.float32(box_factor(self.spectrum, COARSE) / COARSE ** 2)
+        coarse_scale = np.float32(-1.0 / self.h) / coarse
         if self._grid is None or self._grid.shape[:2] != (hh, hw):
             self._grid = np.dstack(np.meshgrid(np.arange(hw, dtype=np.float32), np.arange(hh, dtype=np.float32)))
         grid = self._grid
@@ -302,6 +306,9 @@ class Denoise(Stage):
             excess = cv2.blur(sq, (FAST_PATCH, FAST_PATCH)) * scale + np.float32(2.0 / self.h)
             inside = cv2.inRange(where, (0, 0), (hw - 1, hh - 1)).astype(np.float32) / np.float32(255)
             wt = cv2.exp(np.minimum(excess, 0.0)) * inside
+            means = cv2.resize(cv2.extractChannel(diff, 0), quarter, interpolation=cv2.INTER_AREA)
+            excess = cv2.blur(cv2.multiply(means, means), (COARSE_PATCH, COARSE_PATCH)) * coarse_scale + np.float32(COARSE_MARGIN / self.h)
+            wt *= cv2.resize(cv2.exp(np.minimum(excess, 0.0)), (hw, hh))
             acc += wt[..., None] * warped
             wsum += wt
             wsq += wt * wt
