@@ -1,24 +1,26 @@
-"""Super-resolution: `upscale` (multi-frame fusion) against bicubic and Lanczos, with ground truth.
+"""Super-resolution: `upscale` against bicubic and Lanczos, with ground truth.
 
 1. Vid4 calendar x4 (paired/: the shared LR, Gaussian sigma 1.6 then every 4th pixel from the
    top-left, 180x144) and Vid4 city x4 made the same way from sharp/vid4_city_GT.mkv; Y-PSNR with
-   8 px of border left out, as the VSR literature does. The LR samples sit 1.5 px up and left of
-   the centred grid every upsampler (bicubic included) assumes, which costs every method alike;
-   the second PSNR column moves the ground truth onto the centred grid (diagnostic only). The
-   multi-frame fusion alone (fidelity) runs with psf=0.4 (the stated sigma 1.6 at x4) and with
-   its default 0.2; the learned refinement (the default) with its defaults, trained on the clip.
+   8 px of border left out, as the VSR literature does. Both are decimated on the corner grid
+   (input pixel i is output pixel 4 i, Vid4's "BD"), which `upscale` is told (grid=corner; a
+   global shift cannot be estimated from the input). Bicubic and Lanczos are shown as tools give
+   them (centre grid) and bicubic also told the grid; `--fidelity` with the blur estimated, with
+   the stated sigma (psf=0.4) and on the centre grid; the learned refinement (the default) with
+   the blur estimated, trained on the clip.
 2. x2: a 640x360 crop of the first --frames frames of two shared sharp clips, downscaled by area
-   to 320x180, upscaled back; Y-PSNR (8 px border left out).
+   to 320x180 (centre grid), upscaled back; Y-PSNR (8 px border left out).
 3. Warping error (Lai et al.; flows from the ground truth) of each x4 calendar output, and its
    ratio to bicubic's.
-4. Speed: the stage alone (multi-frame path, fidelity), x4 from 320x180 (the first crop of part 2, downscaled) and x2 from
-   640x360, frames/s on one thread.
+4. Speed: the stage alone (multi-frame path, fidelity, its blur estimate included), x4 from 320x180
+   (the first clip of part 2, downscaled) and x2 from 640x360, frames/s on one thread; and peak RSS
+   of `vidrestore upscale --fidelity` at x4 from 320x180 over --frames and 4x as many frames.
 5. Real low-resolution footage without ground truth (degraded/: the BasicVSR++ demo clip and
    DOVE's dove_001, both about 320x180): x4 of frame 10, a crop, bicubic | --fidelity | learned
    (trained on frames 4-15), written to docs/upscale_<clip>_crop.png.
 
-Bicubic is OpenCV's (pixel centres aligned); Lanczos is ffmpeg's `scale=flags=lanczos` on the
-LR frames written losslessly (RGB). Run with OMP_NUM_THREADS=1:
+Bicubic is OpenCV's (pixel centres aligned unless the grid is given); Lanczos is ffmpeg's
+`scale=flags=lanczos` on the LR frames written losslessly (RGB). Run with OMP_NUM_THREADS=1:
 
     python benchmarks/upscale.py [--frames 8]
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import subprocess
 import tempfile
 import time
@@ -70,26 +73,30 @@ def _upscaled(frames: list, stage: Upscale) -> list[np.ndarray]:
     return [f.rgb for f in apply_stage(stage, frames)]
 
 
-def _methods(lr: list, scale: int, psfs: tuple[float, ...]) -> dict[str, list[np.ndarray]]:
-    """Bicubic, Lanczos, the multi-frame fusion alone (--fidelity) at each psf, and the learned refinement."""
-    rgbs = [f.rgb for f in lr]
-    out = {"bicubic": [np.clip(bicubic(x, scale), 0, 1) for x in rgbs], "lanczos": _lanczos(rgbs, scale)}
-    for psf in psfs:
-        out[f"fidelity psf={psf}"] = _upscaled(lr, Upscale(scale, psf=psf, fidelity=True))
+def _timed(name: str, frames: list, stage: Upscale) -> list[np.ndarray]:
     t = time.perf_counter()
-    out["learned"] = _upscaled(lr, Upscale(scale))
-    print(f"  (learned: {time.perf_counter() - t:.0f} s for {len(lr)} frames, training included)")
+    out = _upscaled(frames, stage)
+    print(f"  ({name}: psf {stage.psf:.2f}, {time.perf_counter() - t:.0f} s for {len(frames)} frames, analysis included)")
     return out
 
 
-def _y_psnr(outs: list[np.ndarray], gts: list[np.ndarray], shift: float = 0.0) -> float:
-    vals = []
-    for o, g in zip(outs, gts):
-        if shift:
-            g = cv2.warpAffine(g, np.float32([[1, 0, shift], [0, 1, shift]]), g.shape[1::-1], flags=cv2.INTER_CUBIC,
-                               borderMode=cv2.BORDER_REFLECT)
-        vals.append(psnr(o, g, crop=8, channel="y"))
-    return float(np.mean(vals))
+def _methods(lr: list, scale: int, grid: str) -> dict[str, list[np.ndarray]]:
+    """Bicubic and Lanczos as tools give them, and on the corner grid bicubic told the grid; the multi-frame
+    fusion alone (--fidelity, the blur estimated; on the corner grid also with psf=0.4 and on the centre
+    grid); the learned refinement (the blur estimated)."""
+    rgbs = [f.rgb for f in lr]
+    out = {"bicubic": [np.clip(bicubic(x, scale), 0, 1) for x in rgbs], "lanczos": _lanczos(rgbs, scale)}
+    if grid == "corner":
+        out["bicubic grid=corner"] = [np.clip(bicubic(x, scale, grid), 0, 1) for x in rgbs]
+        out["fidelity grid=centre"] = _upscaled(lr, Upscale(scale, fidelity=True))
+        out["fidelity psf=0.4"] = _upscaled(lr, Upscale(scale, psf=0.4, grid=grid, fidelity=True))
+    out["fidelity"] = _timed("fidelity", lr, Upscale(scale, grid=grid, fidelity=True))
+    out["learned"] = _timed("learned", lr, Upscale(scale, grid=grid))
+    return out
+
+
+def _y_psnr(outs: list[np.ndarray], gts: list[np.ndarray]) -> float:
+    return float(np.mean([psnr(o, g, crop=8, channel="y") for o, g in zip(outs, gts)]))
 
 
 def _decimated(gt: list, scale: int = 4, sigma: float = 1.6) -> list:
@@ -97,25 +104,21 @@ def _decimated(gt: list, scale: int = 4, sigma: float = 1.6) -> list:
     return [f.with_rgb(np.ascontiguousarray(cv2.GaussianBlur(f.rgb, (0, 0), sigma)[::scale, ::scale])) for f in gt]
 
 
-def part_vid4(n: int) -> dict:
+def part_vid4(n: int) -> None:
     calendar_lr = _read(DATA / "paired" / "vid4_calendar_LR_x4_ffv1.mkv", n)
     calendar_gt = [f.rgb for f in _read(DATA / "paired" / "vid4_calendar_GT.mkv", n)]
     city = _read(DATA / "sharp" / "vid4_city_GT.mkv", n)
-    results = {}
-    print("\n1. Vid4 x4, Y-PSNR (8 px border left out) | with the ground truth on the centred grid")
+    print("\n1. Vid4 x4 (corner grid), Y-PSNR (8 px border left out)")
     for name, lr, gt in [("calendar", calendar_lr, calendar_gt), ("city", _decimated(city), [f.rgb for f in city])]:
-        outs = _methods(lr, 4, (0.4, 0.2))
+        outs = _methods(lr, 4, "corner")
         for method, frames in outs.items():
-            a, b = _y_psnr(frames, gt), _y_psnr(frames, gt, 1.5)
-            print(f"  {name:9s} {method:18s} {a:6.2f} dB | {b:6.2f} dB")
-            results[(name, method)] = frames
+            print(f"  {name:9s} {method:22s} {_y_psnr(frames, gt):6.2f} dB")
         if name == "calendar":
             print("  warping error (x 1e-3; flows from the ground truth), ratio to bicubic's:")
             base = warping_error(outs["bicubic"], gt).mean
             for method, frames in outs.items():
                 we = warping_error(frames, gt).mean
-                print(f"    {method:18s} {we * 1e3:6.3f}  {we / base:5.2f}")
-    return results
+                print(f"    {method:22s} {we * 1e3:6.3f}  {we / base:5.2f}")
 
 
 def part_x2(n: int) -> None:
@@ -126,18 +129,41 @@ def part_x2(n: int) -> None:
         y0, x0 = (h - 360) // 2, (w - 640) // 2
         gt = [np.ascontiguousarray(f.rgb[y0:y0 + 360, x0:x0 + 640]) for f in frames]
         lr = [f.with_rgb(cv2.resize(g, (320, 180), interpolation=cv2.INTER_AREA)) for f, g in zip(frames, gt)]
-        for method, outs in _methods(lr, 2, (0.2,)).items():
+        for method, outs in _methods(lr, 2, "centre").items():
             print(f"  {clip:28s} {method:18s} {_y_psnr(outs, gt):6.2f} dB")
 
 
+def _peak_rss(clip: Path, n: int, work: Path) -> tuple[float, float, float]:
+    """Frames/s, frames per CPU second and peak RSS (MB) of `vidrestore upscale --scale 4 --fidelity` over `clip` (n frames)."""
+    out = work / f"x4_{n}.mkv"
+    cmd = ["/usr/bin/time", "-f", "%U %S %M", "vidrestore", "upscale", str(clip), "-o", str(out), "--scale", "4", "--fidelity",
+           "--codec", "ffv1", "--work-dir", str(work / f"w{n}"), "--quiet", "--overwrite"]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    user, system, kb = r.stderr.strip().splitlines()[-1].split()
+    return n / (time.perf_counter() - t), n / (float(user) + float(system)), int(kb) / 1024
+
+
 def part_speed(n: int) -> None:
-    print("\n4. Speed of the stage alone (one thread)")
-    frames = _read(DATA / "sharp" / SHARP[0], n)
+    print("\n4. Speed of the stage alone (one thread), the blur estimate included; peak RSS of the command")
+    frames = _read(DATA / "sharp" / SHARP[0], 4 * n)
     for scale, (w, h) in [(4, (320, 180)), (2, (640, 360))]:
-        lr = [f.with_rgb(cv2.resize(f.rgb, (w, h), interpolation=cv2.INTER_AREA)) for f in frames]
-        t = time.perf_counter()
+        lr = [f.with_rgb(cv2.resize(f.rgb, (w, h), interpolation=cv2.INTER_AREA)) for f in frames[:n]]
+        t, cpu = time.perf_counter(), time.process_time()
         _upscaled(lr, Upscale(scale, fidelity=True))
-        print(f"  x{scale} from {w}x{h}, fidelity (multi-frame path): {len(lr) / (time.perf_counter() - t):.2f} frames/s")
+        print(f"  x{scale} from {w}x{h}, fidelity (multi-frame path): {len(lr) / (time.perf_counter() - t):.2f} frames/s, "
+              f"{len(lr) / (time.process_time() - cpu):.2f} frames per CPU second (load average {os.getloadavg()[0]:.1f})")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for count in (n, 4 * n):
+            small = work / f"small{count}.mkv"
+            raw = b"".join((cv2.resize(f.rgb, (320, 180), interpolation=cv2.INTER_AREA) * 255).round().astype(np.uint8).tobytes()
+                           for f in frames[:count])
+            subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "320x180", "-r", "30", "-i", "-",
+                            "-c:v", "ffv1", "-pix_fmt", "yuv444p", str(small)], input=raw, check=True)
+            fps, per_cpu, mb = _peak_rss(small, count, work)
+            print(f"  vidrestore upscale --scale 4 --fidelity, {count} frames of 320x180: {fps:.2f} frames/s end to end "
+                  f"({per_cpu:.2f} per CPU second), peak RSS {mb:.0f} MB")
 
 
 CROPS = {"basicvsrpp_reds_demo000_LR_ffv1.mkv": ("reds", (60, 120)), "dove_001_lq.mp4": ("dove", (60, 120))}

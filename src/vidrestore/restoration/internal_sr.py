@@ -4,7 +4,8 @@ ZSSR (Shocher, Cohen, Irani, "Zero-shot super-resolution using deep internal lea
 trains a small network on one image: the image downscaled by the scale factor is the input, the
 image itself the target, and the network then upscales the image. Here the input of a training
 pair is the multi-frame fusion (`kernel_fusion`) of a window of frames downscaled by the factor
-(with the degradation back-projection assumes, `kernel_fusion.downscale`), and the target the
+(with the degradation back-projection assumes, `kernel_fusion.downscale`: the blur estimated from
+the video, the sampling grid stated), and the target the
 window's centre frame; the network, a residual CNN on luma, then refines the fusion of the
 original frames. No external data.
 """

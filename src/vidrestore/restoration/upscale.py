@@ -4,7 +4,9 @@ the video itself, chroma upsampled.
 The luma of each frame is rebuilt from its neighbours' sub-pixel-shifted samples
 (`kernel_fusion`: flow alignment at the low resolution, robust kernel regression in the manner of
 Wronski et al., SIGGRAPH 2019, single-frame bicubic where the motion is not trusted), then made
-consistent with the frame itself by back-projection (Irani & Peleg 1991). Unless `fidelity` is
+consistent with the frame itself by back-projection (Irani & Peleg 1991) under the input's
+degradation: a Gaussian blur estimated from the video (`kernel_fusion.estimate_psf`) and a sampling
+grid the user states (`kernel_fusion.origin`). Unless `fidelity` is
 set, a small network trained on the video's own frames (`internal_sr`, as ZSSR, Shocher et al.,
 CVPR 2018) refines that luma; with `fidelity` only observed samples are used. Chroma holds little
 detail: it is upsampled bicubically.
