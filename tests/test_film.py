@@ -13,7 +13,7 @@ from vidrestore.errors import VidrestoreError
 from vidrestore.flow import create_flow
 from vidrestore.io import EncodeSettings, read_frames, write_video
 from vidrestore.io.colour import luma
-from vidrestore.pipeline import create_stage, restore
+from vidrestore.pipeline import apply_stages, create_stage, restore
 from vidrestore.restoration import film_dust
 from vidrestore.restoration.film import film_stages
 from vidrestore.restoration.film_grain import fit_grain
@@ -244,6 +244,28 @@ def test_scratches_found_and_repaired(panning, tmp_path):
     assert false < 0.002 * N * W * H, false
     assert psnr(err_r) > psnr(err_d) + 6, (psnr(err_d), psnr(err_r))
     assert psnr(outside) > 40, psnr(outside)
+
+
+def test_scratches_take_the_dust_stages_flows_in_the_film_chain(panning, tmp_path):
+    """In the film chain scratches computes no flow of its own: dust leaves it the (mended) flows
+    to the same neighbours, and the chain repairs the scratches with them about as well as with
+    flows of the scratch stage's own (dust alone already takes parts of a scratch over a pan)."""
+    synth_film(panning, tmp_path / "s", SCRATCHES_ONLY, progress=False)
+    dust, scratches = film_stages(deflicker=False, colour=False, grain="off")
+    assert dust.share is scratches.share is not None
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scratches computed a flow the dust stage had left")
+
+    scratches.flow.flow_prepared = refuse
+    frames = list(read_frames(tmp_path / "s" / "damaged.mkv"))
+    shared = [f.rgb for f in apply_stages([dust, scratches], frames)]
+    own = [f.rgb for f in apply_stages([create_stage("dust"), create_stage("scratches")], frames)]
+    gt = _frames(tmp_path / "s" / "gt.mkv")
+    truth = [read_mask(tmp_path / "s", "scratch", i) for i in range(N)]
+    mse = lambda a: np.mean(np.concatenate([(x - g)[t] for x, g, t in zip(a, gt, truth)]) ** 2)  # noqa: E731
+    assert mse(shared) < 0.3 * mse([f.rgb for f in frames])
+    assert mse(shared) < 1.25 * mse(own), (mse(shared), mse(own))
 
 
 def test_scratches_leave_a_scene_line_that_moves_with_the_pan(tmp_path):
