@@ -8,7 +8,8 @@ consistent with the frame itself by back-projection (Irani & Peleg 1991) under t
 degradation: a Gaussian blur estimated from the video (`kernel_fusion.estimate_psf`) and a sampling
 grid the user states (`kernel_fusion.origin`). Unless `fidelity` is
 set, a small network trained on the video's own frames (`internal_sr`, as ZSSR, Shocher et al.,
-CVPR 2018) refines that luma; with `fidelity` only observed samples are used. Chroma holds little
+CVPR 2018) refines that luma, back-projected onto the frame again (as ZSSR ends); with `fidelity`
+only observed samples are used. Chroma holds little
 detail: it is upsampled bicubically.
 """
 
@@ -154,7 +155,7 @@ class Upscale(Stage):
             raise VidrestoreError(f"{self.name}: the blur is estimated in the analysis pass (analyze, load) unless psf is stated")
         y = fused_luma(lumas, centre, self.scale, self.psf, self.grid, flow_between)
         if self.net is not None:
-            y = internal_sr.refine(self.net, y)
+            y = back_project(internal_sr.refine(self.net, y), lumas[centre], self.scale, self.psf, self.grid)
         return with_luma(window.frame.rgb, y, self.scale, self.grid)
 
 
