@@ -380,7 +380,7 @@ def test_film_command_runs_the_chain(still, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "r.html").stat().st_size > 0
     gt, dmg, rep = _frames(tmp_path / "f" / "gt.mkv"), _frames(tmp_path / "f" / "damaged.mkv"), _frames(out)
-    assert _delta_e(rep, gt) < 0.7 * _delta_e(dmg, gt)     # the gammas of fade 1.0 are not undone (film_colour)
+    assert _delta_e(rep, gt) < 0.75 * _delta_e(dmg, gt)    # the gammas of fade 1.0 are not undone (film_colour)
     for kind, folder in (("blotch", "dust"), ("scratch", "scratches")):
         assert len(list((tmp_path / "m" / folder).glob("*.png"))) == N
         truth = np.stack([read_mask(tmp_path / "f", kind, i) for i in range(N)])
