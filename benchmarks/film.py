@@ -54,7 +54,7 @@ how much each changes the unflickered clip. On the old films (their own flicker;
 of each frame's luma to the previous frame's, aligned by DIS flow at 160 px wide -- as its RMS
 and median over the clip, of the input and of each output.
 
-    OMP_NUM_THREADS=1 python benchmarks/film.py [--out /tmp/vidrestore-bench/film] [--frames 24] [--scratches | --colour | --grain | --flicker]
+    OMP_NUM_THREADS=1 python benchmarks/film.py [--out DIR] [--frames 24] [--scratches | --colour | --grain | --flicker]
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ _MEND_SIGMA = 6.0     # Gaussian sigma (pixels) of the normalised average that m
 _SYMMETRY = 0.75      # a blotch differs from both neighbours by about as much: mean(min) / mean(max) at least this
 _AGREE_SHARE = 0.6    # inside a blotch the neighbours must agree within this share of the spike
 _ONE_SIDED = (0.85, 0.5)   # the same two, stricter, where both neighbours lie on one side (occlusion is not caught there)
-_BODY = 8.0           # a blotch is opaque: its median spike is at least this many noise sigmas (grain and texture peak, their body does not)
+_BODY = 8.0           # a blotch is opaque: its median spike reaches this many noise sigmas (lined-up grain only peaks)
 _MIN_SIGMA = 0.008    # noise floor of the thresholds (0-1 scale): clean digital frames still have quantisation
 
 
