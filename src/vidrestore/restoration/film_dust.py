@@ -142,6 +142,7 @@ class Neighbour:
     @classmethod
     def _matched(cls, source: np.ndarray, source_y: np.ndarray, xs: np.ndarray, ys: np.ndarray, raw: np.ndarray,
                  y: np.ndarray) -> Neighbour:
+        """The neighbour sampled at (xs, ys) as `raw`, its brightness matched to the frame's."""
         h, w = y.shape
         inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
         offset = tone_offset(y, raw)
