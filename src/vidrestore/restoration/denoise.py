@@ -18,10 +18,10 @@ For frame t and each neighbour j within `radius` frames:
    for correlated noise: `box_factor` reads how much from the noise spectrum). So a second test
    compares the luma of those means over 3x3 of them, with its own weight
    exp(-max(d' - COARSE_MARGIN, 0) / h): the generous margin lets pass what real frames change
-   between them besides the noise (ViDeNN's real low-light frames lost 1 dB at a margin of 2,
-   0.3 dB at 4, nothing at 8 or 16). On the GoPro clip at sigma 25 it gained 1.4 dB at a margin
-   of 8 and 0.9 dB at 16, which is used: at 8 the still-camera dog clip flickered more (warping
-   error 1.27x the clean clip's against 1.17x at 16). (A forward-backward occlusion mask
+   between them besides the noise (ViDeNN's real low-light frames lost 1.3 dB at a margin of 2,
+   about 0.3 dB at 4, nothing at 8 or 16). On the GoPro clip at sigma 25 it gained 1.4 dB at a
+   margin of 8 and 0.9 dB at 16, which is used: at 8 the still-camera dog clip flickered more
+   (warping error 1.27x the clean clip's against 1.17x at 16). (A forward-backward occlusion mask
    instead, slope 0.8 as SelfHVD's labels, gained 1.95 dB there but lost 0.81 dB on the real
    frames.)
 3. **Average.** P = (x_t + sum_j w_j W x_j) / (1 + sum_j w_j); the noise left in P has variance
@@ -33,15 +33,15 @@ For frame t and each neighbour j within `radius` frames:
    DCT thresholds follow the noise's measured spectrum (camera noise is stronger in the low
    frequencies). The Wiener step added 0.2-0.3 dB on synthesized and real noise.
 
-**Fast path** (`fast=True`, `vidrestore denoise --fast`): the same steps, cut to what one core
-does at about 10 frames/s at 1280x720. Frames are taken to opponent colour (the DCT step's
-orthonormal luma/chroma transform); DIS at its ULTRAFAST preset runs on the luma at half size;
-the chroma channels (which 4:2:0 video stores at half size anyway) and the patch distances
-(3x3 patches at half size, against the variance of a 2x2 mean, `box_factor`, and the second test
-on 4x4 means) stay at half size;
-only the luma is warped and averaged at full size, with the half-size weights. The spatial step
-is hard thresholding alone, on two 8x8 grids (offsets 0 and 4) instead of sixteen for the luma
-and one for the chroma, without the Wiener step.
+**Fast path** (`fast=True`, `vidrestore denoise --fast`): the same steps, cut for speed (5x the
+full path; 8-9 frames/s of one core's time at 1280x720, benchmarks/denoise.py). Frames are taken
+to opponent colour (the DCT step's orthonormal luma/chroma transform); DIS at its ULTRAFAST
+preset runs on the luma at half size; the chroma channels (which 4:2:0 video stores at half size
+anyway) and the patch distances (3x3 patches at half size, against the variance of a 2x2 mean,
+`box_factor`, and the second test on 4x4 means) stay at half size; only the luma is warped and
+averaged at full size, with the half-size weights. The spatial step is hard thresholding alone,
+on two 8x8 grids (offsets 0 and 4) instead of sixteen for the luma and one for the chroma,
+without the Wiener step.
 
 sigma^2(x) comes from the noise profile, level against intensity per channel
 (`noise_level.estimate_noise`), scaled to the level consecutive aligned frames show
