@@ -111,6 +111,7 @@ def shrink_planes(x: torch.Tensor, sigma: np.ndarray | float, shifts: list[tuple
         coef *= gain.mul_(weight[:, None, :, None])
         acc[:, ys, xs] += inverse(coef)
         k = B // g
-        wsum[dy // g:(dy + n * B) // g, dx // g:(dx + m * B) // g] += weight[:, None, :, None].expand(n, k, m, k).reshape(n * k, m * k)
+        cell_weight = weight[:, None, :, None].expand(n, k, m, k).reshape(n * k, m * k)
+        wsum[dy // g:(dy + n * B) // g, dx // g:(dx + m * B) // g] += cell_weight
     wsum = wsum.repeat_interleave(g, 0).repeat_interleave(g, 1)
     return acc[:, B:B + h, B:B + w] / wsum[B:B + h, B:B + w]

@@ -291,7 +291,8 @@ class Denoise(Stage):
         var = pixel_var * np.float32(box / 4)                  # of the half-size samples
         scale = np.float32(-1.0 / (3.0 * self.h)) / var
         quarter = (max(1, hw // 2), max(1, hh // 2))          # the means of 4x4 pixels of the second test
-        coarse = cv2.resize(pixel_var, quarter, interpolation=cv2.INTER_AREA) * np.float32(box_factor(self.spectrum, COARSE) / COARSE ** 2)
+        coarse = cv2.resize(pixel_var, quarter, interpolation=cv2.INTER_AREA)
+        coarse *= np.float32(box_factor(self.spectrum, COARSE) / COARSE ** 2)
         coarse_scale = np.float32(-1.0 / self.h) / coarse
         if self._grid is None or self._grid.shape[:2] != (hh, hw):
             self._grid = np.dstack(np.meshgrid(np.arange(hw, dtype=np.float32), np.arange(hh, dtype=np.float32)))
@@ -309,7 +310,8 @@ class Denoise(Stage):
             inside = cv2.inRange(where, (0, 0), (hw - 1, hh - 1)).astype(np.float32) / np.float32(255)
             wt = cv2.exp(np.minimum(excess, 0.0)) * inside
             means = cv2.resize(cv2.extractChannel(diff, 0), quarter, interpolation=cv2.INTER_AREA)
-            excess = cv2.blur(cv2.multiply(means, means), (COARSE_PATCH, COARSE_PATCH)) * coarse_scale + np.float32(COARSE_MARGIN / self.h)
+            excess = cv2.blur(cv2.multiply(means, means), (COARSE_PATCH, COARSE_PATCH)) * coarse_scale
+            excess += np.float32(COARSE_MARGIN / self.h)
             wt *= cv2.resize(cv2.exp(np.minimum(excess, 0.0)), (hw, hh))
             acc += wt[..., None] * warped
             wsum += wt
