@@ -20,6 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VIDRESTORE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one core per worker, for its CLI children too
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _work_dir(tmp_path_factory):
     """Keep every test's resumable work out of the user's cache."""
@@ -33,11 +41,13 @@ def clip_factory(tmp_path_factory):
     made: dict[str, tuple[Path, ClipSpec, list[int]]] = {}
 
     def make(name: str, **fields) -> tuple[Path, ClipSpec, list[int]]:
-        if name not in made:
-            spec = ClipSpec(**fields)
-            path = root / name
-            made[name] = (path, spec, write_test_clip(path, spec))
-        return made[name]
+        spec = ClipSpec(**fields)
+        key = hashlib.sha1(repr((name, spec)).encode()).hexdigest()[:12]  # the same name asked with other fields: another clip
+        if key not in made:
+            path = root / key / name
+            path.parent.mkdir()
+            made[key] = (path, spec, write_test_clip(path, spec))
+        return made[key]
 
     return make
 
