@@ -11,9 +11,13 @@ import warnings
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import VidrestoreError
 from .pipeline.runner import DEFAULT_SEGMENT_FRAMES
+
+if TYPE_CHECKING:
+    from .pipeline import RestoreResult
 
 log = logging.getLogger("vidrestore")
 
@@ -155,6 +159,19 @@ def _encode_settings(args: argparse.Namespace):
     if note:
         log.warning("note: %s", note)
     return settings
+
+
+def _restore_and_report(args: argparse.Namespace, stages: list) -> RestoreResult:
+    """Run `stages` over args.input into args.output with the command's output options, and print the summary."""
+    from .pipeline import restore
+
+    result = restore(
+        args.input, args.output, stages, _encode_settings(args),
+        overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
+        progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
+    )
+    _report(result)
+    return result
 
 
 def _report(result) -> None:
@@ -435,16 +452,9 @@ def _restore_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import restore
-
         _check_report(args)
         stages = _restore_stages(args)
-        result = restore(
-            args.input, args.output, stages, _encode_settings(args),
-            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-        )
-        _report(result)
+        result = _restore_and_report(args, stages)
         _keep_record(args, _stage_record(args, "restore", stages, result))
         return 0
 
@@ -478,16 +488,9 @@ def _stabilize_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import restore
-
         _check_report(args)
         [stage] = _stabilize_stages(args)
-        result = restore(
-            args.input, args.output, [stage], _encode_settings(args),
-            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-        )
-        _report(result)
+        result = _restore_and_report(args, [stage])
         if stage.summary.get("note"):
             log.warning("note: camera path from the Gaussian smoother: %s", stage.summary["note"])
         _keep_record(args, _stage_record(args, "stabilize", [stage], result))
@@ -525,16 +528,9 @@ def _deflicker_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import restore
-
         _check_report(args)
         stages = _deflicker_stages(args)
-        result = restore(
-            args.input, args.output, stages, _encode_settings(args),
-            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-        )
-        _report(result)
+        result = _restore_and_report(args, stages)
         _keep_record(args, _stage_record(args, "deflicker", stages, result))
         return 0
 
@@ -570,16 +566,9 @@ def _denoise_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import restore
-
         _check_report(args)
         [stage] = _denoise_stages(args)
-        result = restore(
-            args.input, args.output, [stage], _encode_settings(args),
-            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-        )
-        _report(result)
+        result = _restore_and_report(args, [stage])
         levels = ", ".join(f"{'/'.join(f'{v:.1f}' for v in rgb)} at {float(y):.0%}" for y, rgb in stage.summary.items())
         print(f"noise measured (sigma R/G/B, 8-bit scale, by intensity): {levels}")
         _keep_record(args, _stage_record(args, "denoise", [stage], result))
@@ -616,17 +605,11 @@ def _deblock_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import restore
         from .restoration.deblock import Deblock
 
         _check_report(args)
         stage = Deblock(args.radius, args.strength, args.device)
-        result = restore(
-            args.input, args.output, [stage], _encode_settings(args),
-            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-        )
-        _report(result)
+        result = _restore_and_report(args, [stage])
         print(f"quantiser read from the bitstream: mean QP {stage.summary['mean_qp']}")
         _keep_record(args, _stage_record(args, "deblock", [stage], result))
         return 0
@@ -655,17 +638,11 @@ def _upscale_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import restore
         from .restoration.upscale import Upscale
 
         _check_report(args)
         stage = Upscale(args.scale, args.radius, grid=args.grid, fidelity=args.fidelity)
-        result = restore(
-            args.input, args.output, [stage], _encode_settings(args),
-            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-        )
-        _report(result)
+        result = _restore_and_report(args, [stage])
         _keep_record(args, _stage_record(args, "upscale", [stage], result))
         return 0
 
@@ -1121,18 +1098,11 @@ def _film_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .pipeline import restore
-
         _check_report(args)
         stages = _film_stages(args)
         if not stages:
             raise VidrestoreError("every part of the film chain is switched off: nothing to do")
-        result = restore(
-            args.input, args.output, stages, _encode_settings(args),
-            overwrite=args.overwrite, work_dir=args.work_dir, segment_frames=args.segment_frames,
-            progress=not args.quiet, drop_subtitles=args.drop_subtitles, image_fps=args.fps,
-        )
-        _report(result)
+        result = _restore_and_report(args, stages)
         if args.masks is not None:
             print(f"wrote the repair masks under {args.masks}")
         _keep_record(args, _stage_record(args, "film", stages, result))
