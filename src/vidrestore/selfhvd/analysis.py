@@ -38,11 +38,13 @@ flow, full mask); frames of a video without sharp frames have no label (partner 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,7 +53,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..flow import FlowEstimator, backward_warp, create_flow, resize_field
-from ..io import VideoReader, probe
+from ..io import Frame, VideoInfo, VideoReader, probe
 from ..io.cache import cache_ready, mark_complete
 from ..io.paths import atomic_write_text, config_key, content_hash
 from ..pipeline import default_work_dir
@@ -233,15 +235,23 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
     info = probe(src)
     root = Path(work_dir) if work_dir is not None else default_work_dir()
     folder = root / "cache" / f"selfhvd-{analysis_key(src, settings)}"
+    return analyze_frames(prefetch(VideoReader(src, info).frames()), info, folder, settings, progress)
+
+
+def analyze_frames(frames: Iterable[Frame], info: VideoInfo, folder: Path, settings: AnalysisSettings = AnalysisSettings(),
+                   progress: bool = True) -> VideoAnalysis:
+    """Analyse the frames of the video `info` describes (or what stages made of them: their size is read
+    from the frames) into `folder`, or reuse the finished analysis there. `analyze_video` gives it a file's
+    frames; the `deblur` stage those the stages before it output."""
     if cache_ready(folder, ANALYSIS_VERSION):
         return VideoAnalysis(folder)
     shutil.rmtree(folder, ignore_errors=True)
     try:
         folder.mkdir(parents=True)
     except OSError as err:
-        raise VidrestoreError(f"cannot use work directory ({err.strerror or err})", root) from None
+        raise VidrestoreError(f"cannot use work directory ({err.strerror or err})", folder.parent) from None
     t0 = time.perf_counter()
-    _decode_pass(src, info, settings, folder, progress)
+    _decode_pass(frames, info, settings, folder, progress)
     meta = json.loads((folder / "analysis.json").read_text())
     selection = select_sharp(np.array(meta["sharpness"]), settings.block, settings.min_ratio, settings.max_spread)
     selection.params["measure"] = settings.sharpness_measure
@@ -257,19 +267,24 @@ def analyze_video(path: str | os.PathLike, settings: AnalysisSettings = Analysis
     return VideoAnalysis(folder)
 
 
-def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, progress: bool) -> None:
-    """Decode once: frames, sharpness, working-scale luma and the flows to the neighbours within the reach."""
+def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSettings, folder: Path, progress: bool) -> None:
+    """Read the frames once: frames, sharpness, working-scale luma and the flows to the neighbours within the reach."""
     label_flow, align_flow = settings.flow(settings.label_scale), settings.flow(settings.align_scale, finest_level=0)
-    n = info.frame_count
+    src, n = Path(info.path), info.frame_count
     if n < 2:
         raise VidrestoreError(f"self-supervised training needs at least 2 frames, not {n}", src)
     if settings.align_reach < 1:
         raise VidrestoreError(f"align_reach must be at least 1 frame, not {settings.align_reach}", src)
-    blank = np.zeros((info.height, info.width, 3), np.float32)
+    stream = iter(frames)
+    first = next(stream, None)
+    if first is None:
+        raise VidrestoreError("the video holds no frames", src)
+    height, width = first.rgb.shape[:2]
+    blank = np.zeros((height, width, 3), np.float32)
     h, w = label_flow.prepare(blank).shape
     ha, wa = align_flow.prepare(blank).shape
     mm = lambda name, shape, dtype: np.lib.format.open_memmap(folder / name, "w+", dtype, shape)  # noqa: E731
-    frames = mm("frames.npy", (n, info.height, info.width, 3), np.uint8)
+    stored = mm("frames.npy", (n, height, width, 3), np.uint8)
     grey = mm("grey.npy", (n, h, w), np.uint8)
     reach = range(1, min(settings.align_reach, n - 1) + 1)
     nxt = {k: mm("next.npy" if k == 1 else f"next{k}.npy", (n - k, ha, wa, 2), np.float16) for k in reach}
@@ -279,11 +294,11 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
     t_start, align_s = time.perf_counter(), 0.0
     bar = progress_bar(n, "analyse (frames, sharpness, flow)", progress)
     try:
-        for f in prefetch(VideoReader(src, info).frames()):
+        for f in itertools.chain([first], stream):
             i = f.index
             if i >= n:
                 raise VidrestoreError(f"the video holds more frames than the {n} its container declares", src)
-            frames[i] = to_u8(f.rgb)
+            stored[i] = to_u8(f.rgb)
             meter.add(f.rgb)
             grey[i] = label_flow.prepare(f.rgb)
             t0 = time.perf_counter()
@@ -296,10 +311,10 @@ def _decode_pass(src: Path, info, settings: AnalysisSettings, folder: Path, prog
             bar.update(1)
     finally:
         bar.close()
-    for a in (frames, grey, *nxt.values(), *prv.values()):
+    for a in (stored, grey, *nxt.values(), *prv.values()):
         a.flush()
-    meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": info.width,
-            "height": info.height, "fps": float(info.fps or 25), "settings": asdict(settings),
+    meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": width,
+            "height": height, "fps": float(info.fps or 25), "settings": asdict(settings),
             "sharpness": meter.values().tolist(), "laplacian": meter.laplacian,
             "timing": {"decode_sharpness_s": time.perf_counter() - t_start - align_s, "align_flows_s": align_s}}
     atomic_write_text(folder / "analysis.json", json.dumps(meta))

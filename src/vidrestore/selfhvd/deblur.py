@@ -76,6 +76,40 @@ def trained_model(analyses: Sequence[VideoAnalysis], settings: TrainSettings, bu
     return model, info
 
 
+def check_options(model: str | os.PathLike | None, budget: Budget, fidelity: bool) -> None:
+    """Refuse, before any work, options that contradict each other."""
+    if fidelity and model is not None:
+        raise VidrestoreError("fidelity mode uses no network: leave out the model")
+    if model is None and budget.steps == 0 and not fidelity:
+        raise VidrestoreError("training from scratch needs a budget above 0 steps (0 applies a given model as it is)")
+
+
+def deblur_stage(a: VideoAnalysis, given: tuple[nn.Module, dict] | None, given_name: str | None, budget: Budget,
+                 settings: TrainSettings, *, fidelity: bool, device: torch.device, tile: int, margin: int,
+                 work_dir: str | os.PathLike | None, progress: bool) -> tuple[Stage, dict | None, str | None]:
+    """The stage that deblurs the analysed video, with its training record and the fallback taken (or None):
+    fidelity fusion; the `given` (model, info) adapted to it for the budget; a network trained on it; or,
+    when it has too few sharp frames to supervise itself, the given model as it is or lucky-frame fusion."""
+    problem = a.selection.problem
+    if fidelity:
+        return FidelityStage(a), None, None
+    if given is not None:
+        net, info = given
+        training = fallback = None
+        if budget.steps != 0 and problem is None:
+            net, training = trained_model([a], TrainSettings(**{**asdict(settings), "model": info["model"],
+                                                                "model_config": info["config"]}),
+                                          budget, work_dir=work_dir, device=device, init=net, progress=progress)
+        elif budget.steps != 0:
+            fallback = f"{problem}; applying {given_name} without adapting it"
+        return DeblurStage(net, a, device, tile, margin), training, fallback
+    if problem is not None:
+        fallback = f"{problem}; self-supervised training needs sharp frames, so lucky-frame fusion is used instead"
+        return build_stage("lucky"), None, fallback
+    net, training = trained_model([a], settings, budget, work_dir=work_dir, device=device, progress=progress)
+    return DeblurStage(net, a, device, tile, margin), training, None
+
+
 def deblur(
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -116,38 +150,15 @@ def deblur(
             nothing is trained, so `model` must be None and `budget` is not used.
     """
     dev = resolve_device(device)
-    if fidelity and model is not None:
-        raise VidrestoreError("fidelity mode uses no network: leave out the model")
-    if model is None and budget.steps == 0 and not fidelity:
-        raise VidrestoreError("training from scratch needs a budget above 0 steps (0 applies a given model as it is)")
+    check_options(model, budget, fidelity)
     src = Path(input)
     given = load_checkpoint(model, dev) if model is not None else None
     plan_restore(src, output, encode, overwrite=overwrite, drop_subtitles=drop_subtitles, image_fps=image_fps)
     a = analyze_video(src, analysis, work_dir=work_dir, progress=progress)
-    problem = a.selection.problem
+    stage, training, fallback = deblur_stage(a, given, Path(model).name if model else None, budget, settings, fidelity=fidelity,
+                                             device=dev, tile=tile, margin=margin, work_dir=work_dir, progress=progress)
+    sources = stage.sources() if isinstance(stage, FidelityStage) else None
     notes: list[str] = []
-    fallback = training = None
-    stage: Stage
-    sources = None
-    if fidelity:
-        stage = FidelityStage(a)
-        sources = stage.sources()
-    elif given is not None:
-        net, info = given
-        adapt = budget.steps != 0
-        if adapt and problem is None:
-            net, training = trained_model([a], TrainSettings(**{**asdict(settings), "model": info["model"],
-                                                                "model_config": info["config"]}),
-                                          budget, work_dir=work_dir, device=dev, init=net, progress=progress)
-        elif adapt:
-            fallback = f"{problem}; applying {Path(model).name} without adapting it"
-        stage = DeblurStage(net, a, dev, tile, margin)
-    elif problem is not None:
-        fallback = f"{problem}; self-supervised training needs sharp frames, so lucky-frame fusion is used instead"
-        stage = build_stage("lucky")
-    else:
-        net, training = trained_model([a], settings, budget, work_dir=work_dir, device=dev, progress=progress)
-        stage = DeblurStage(net, a, dev, tile, margin)
     if fallback:
         log.warning("%s: %s", src, fallback)
         notes.append(fallback)
