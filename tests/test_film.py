@@ -302,8 +302,9 @@ def _delta_e(a, b):
 
 @pytest.fixture(scope="module")
 def still(tmp_path_factory):
-    """A still colourful scene with a white card and a black one (a scene's extremes are near grey)."""
-    img = textured_scene(np.random.default_rng(21), W, H)
+    """A still colourful scene with a white card and a black one, each channel's extremes (a scene's
+    extremes are near grey)."""
+    img = np.clip(textured_scene(np.random.default_rng(21), W, H), 0.05, 0.95)
     img[10:30, 10:40] = 0.97
     img[90:110, 150:180] = 0.03
     path = tmp_path_factory.mktemp("still") / "still.mkv"
@@ -334,6 +335,21 @@ def test_colour_follows_drifting_fading(still, tmp_path):
     assert after < 0.4 * before, (before, after)    # the gammas drifting apart are not undone (module docstring)
     step = lambda frames: np.abs(np.diff([f.reshape(-1, 3).mean(axis=0) for f in frames], axis=0)).max()  # noqa: E731
     assert step(out) < 1.5 * step(faded) + 1 / 255, (step(out), step(faded))
+
+
+def test_colour_follows_a_linear_drift_to_the_clips_ends(still, tmp_path):
+    """Gains and offsets drifting linearly over a clip shorter than the smoothing window (2 s): the
+    local linear fit over time follows the drift to the last frame (0.85 mean, 1.2 on the last frame;
+    the running median and Gaussian it replaced flattened the drift there: 2.3 and 5.1)."""
+    src = _frames(still)
+    start, end = np.array([[0.95, 0.8, 0.7], [0.03, 0.02, 0.0]]), np.array([[0.9, 0.6, 0.45], [0.08, 0.05, 0.02]])
+    mix = [start + t * (end - start) for t in np.linspace(0, 1, N)]
+    faded = [apply_fade(f, {"gain": m[0], "gamma": [1.0, 1.0, 1.0], "offset": m[1]}) for f, m in zip(src, mix)]
+    write_video(tmp_path / "faded.mkv", faded, 24, EncodeSettings("ffv1"))
+    out = _frames(restore(tmp_path / "faded.mkv", tmp_path / "out.mkv", [create_stage("colour")], EncodeSettings("ffv1"),
+                          progress=False).output)
+    before, after, last = _delta_e(_frames(tmp_path / "faded.mkv"), src), _delta_e(out, src), _delta_e(out[-1:], src[-1:])
+    assert before > 10 and after < 1.2 and last < 1.6, (before, after, last)
 
 
 def test_colour_leaves_an_unfaded_clip_alone(still, tmp_path):

@@ -2,41 +2,38 @@
 per shot, smoothed over time.
 
 The dyes of a colour print fade at different rates (cyan fastest, so prints turn red-magenta):
-each channel c becomes about offset_c + gain_c * x ** gamma_c. A scene's deepest shadows and its
-brightest highlights are close to neutral in nearly all footage, so fading shows as a black
-point and a white point off the grey axis:
+each channel c becomes about offset_c + gain_c * x ** gamma_c, a monotone map of that channel
+alone. A monotone map keeps each channel's order, so each channel's extremes stay the fading of
+the scene's extremes in that channel; those are close to neutral in nearly all footage (a white
+and a black somewhere in view), so fading shows as per-channel black and white points apart:
 
-* black point: the mean colour of the darkest `TAIL` of the pixels by luma (read on the per-pixel
-  median of the frame and its two neighbours, so that one-frame dust and dirt are not in the
-  tails);
-* white point: among the brightest `TAIL` by luma, the colour nearest the grey axis -- the mode
-  of their chroma found by mean shift started on the axis (Comaniciu & Meer 2002), so that a
-  bright coloured object beside a white one does not pull it; when less than 2 % of them
-  is near grey (kernel mass), from their median chroma instead: the cast is then everywhere, and
-  a few pixels that only look grey through it must not set the white.
-
-Both leave out the pixels of line scratches (`film_scratches.find_lines`, unconfirmed): a scratch
-through the emulsion is near white and grey, and would pass for the white point.
+* black point: per channel, the `TAIL` quantile of its values; white point: the 1 - `TAIL`
+  quantile. Each channel's own quantile finds the white of a white thing even where brighter
+  coloured things (yellow blocks) fill the brightest pixels by luma;
+* both read on the per-pixel median of the frame and its two neighbours, so that one-frame dust
+  and dirt are not in the tails, with the pixels of line scratches (`film_scratches.find_lines`,
+  unconfirmed) left out: a scratch through the emulsion is near white.
 
 Each channel is mapped linearly so that its black point goes to the channels' mean black and its
 white point to the highest channel's white (a dye that fades loses density: the least dimmed
 channel is the nearest to the print's range). Fading of gain and offset is undone closely when
 the scene's extremes are grey; the gammas drifting apart are not (mid-tones keep that part of the
-cast). Unfaded footage is left alone: the correction fades in only where the largest gain
-correction it needs exceeds `tolerance` (0.15), fully from `tolerance` + 0.1. Measured over the
-first 24 frames of the shared sharp clips: 0.03-0.08 needed, 0.18 on the yellow letter blocks
-(whose brightest parts are yellow); on them faded synthetically (`benchmarks/film.py --colour`)
-0.21-0.84. A scene whose brightest parts are all strongly coloured (no white anywhere)
-is taken for faded.
+cast): estimates of them from the frame's own statistics (grey modes at several luma levels,
+quantile matching of the channels, ratios of the channels' log gradients at edges) were thrown
+off by the scenes' own colours by as much as the fading moves them (README, "Faded colour").
+Unfaded footage is left alone: the correction fades in only where the largest gain
+correction it needs exceeds `tolerance` (0.15), fully from `tolerance` + 0.1 (README: the gains
+the shared clips need). A scene with no white or no black anywhere is taken for faded.
 
-Over time: the points of each shot (cuts as `deflicker` finds them) are smoothed by a running
-median and a Gaussian over `window` seconds before the maps are made, so the correction follows
-a slow drift of the fading but never flickers.
+Over time: the points of each shot (cuts as `deflicker` finds them) are smoothed by a robust
+local linear fit over `window` seconds (Cleveland's LOWESS: tricube weights, two bisquare
+reweightings against outliers), so the correction follows a drift of the fading, at a shot's ends
+too, but never flickers.
 
 References:
     Chambah, Besserer, Courtellemont, "Recent progress in automatic digital restoration of color
     motion pictures", SPIE 2002 (faded film, white-patch balance per channel).
-    Comaniciu, Meer, "Mean shift: a robust approach toward feature space analysis", TPAMI 2002.
+    Cleveland, "Robust locally weighted regression and smoothing scatterplots", JASA 1979.
 """
 
 from __future__ import annotations
@@ -48,7 +45,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, median_filter
+from scipy.ndimage import correlate1d
 
 from ..errors import VidrestoreError
 from ..io.colour import luma
@@ -58,27 +55,10 @@ from ..pipeline import Stage, Window, register_stage
 from .deflicker import CUT_THRESHOLD, frame_statistics, shot_starts
 from .film_scratches import find_lines, line_mask
 
-TAIL = 0.005            # share of the pixels (by luma) that make the black and the white point
-_SIGMA = 0.03           # mean-shift bandwidth in chroma (0-1 scale)
-_SHIFTS = 10            # mean-shift iterations
-_GREY_MASS = 0.02       # share of the brightest pixels near grey (kernel mass) for the search to start on the grey axis
+TAIL = 0.005            # share of the pixels (per channel) that make the black and the white point
 _RAMP = 0.1             # the correction fades in over this much imbalance above the tolerance
+_ROBUST = 2             # bisquare reweightings of the local linear fit over time
 _STATS_WIDTH = 256
-
-
-def _chroma_mode(px: np.ndarray) -> np.ndarray:
-    """The colour of `px` (N, 3) at the mode of their chroma nearest the grey axis (mean shift from
-    it, or from their median chroma when too few are near it)."""
-    level = px.mean(axis=1)
-    chroma = px - level[:, None]
-    c = np.zeros(3)
-    if np.exp(-0.5 * (chroma ** 2).sum(axis=1) / _SIGMA ** 2).sum() < _GREY_MASS * len(px):   # no white thing: the cast is all
-        c = np.median(chroma, axis=0)
-    for _ in range(_SHIFTS):
-        w = np.exp(-0.5 * ((chroma - c) ** 2).sum(axis=1) / _SIGMA ** 2)
-        c = (w[:, None] * chroma).sum(axis=0) / w.sum()
-    w = np.exp(-0.5 * ((chroma - c) ** 2).sum(axis=1) / _SIGMA ** 2)
-    return float((w * level).sum() / w.sum()) + c
 
 
 def shrink(rgb: np.ndarray) -> np.ndarray:
@@ -90,26 +70,42 @@ def shrink(rgb: np.ndarray) -> np.ndarray:
 
 
 def end_points(rgb: np.ndarray) -> np.ndarray:
-    """(2, 3) the frame's black point and white point (module docstring), line scratches left out."""
+    """(2, 3) the frame's black point and white point, per channel (module docstring), line
+    scratches left out."""
     rgb = np.ascontiguousarray(shrink(rgb), dtype=np.float32)
     y = luma(rgb)
     keep = ~line_mask(find_lines(y), y.shape, grow=1).ravel()
-    px = rgb.reshape(-1, 3).astype(np.float64)[keep]
-    y = y.ravel()[keep]
-    lo, hi = np.quantile(y, [TAIL, 1 - TAIL])
-    return np.stack([px[y <= lo].mean(axis=0), _chroma_mode(px[y >= hi])])
+    return np.quantile(rgb.reshape(-1, 3)[keep], [TAIL, 1 - TAIL], axis=0).astype(np.float64)
+
+
+def local_linear(y: np.ndarray, half: int, weight: np.ndarray | None = None) -> np.ndarray:
+    """Each column of `y` (frames, tracks) fitted at every frame by a line over the frames within
+    `half` of it, tricube-weighted (times `weight` per sample, if given)."""
+    d = np.arange(-half, half + 1, dtype=np.float64)
+    k = (1 - (np.abs(d) / (half + 1)) ** 3) ** 3
+    w = np.ones_like(y) if weight is None else weight
+    corr = lambda x, kern: correlate1d(x, kern, axis=0, mode="constant")  # noqa: E731
+    a0, a1, a2 = corr(w, k), corr(w, d * k), corr(w, d * d * k)
+    b0, b1 = corr(w * y, k), corr(w * y, d * k)
+    det = a0 * a2 - a1 * a1
+    ok = det > 1e-9 * a0 * a2                     # not so for a shot of one frame: its weighted mean
+    return np.where(ok, (a2 * b0 - a1 * b1) / np.where(ok, det, 1.0), b0 / a0)
 
 
 def smooth_points(points: np.ndarray, starts: list[int], window: int) -> np.ndarray:
-    """Per shot, each track of `points` (frames, ...) smoothed by a running median of `window`
-    frames, then a Gaussian of window/6."""
+    """Per shot, each track of `points` (frames, ...) smoothed by a robust local linear fit over
+    `window` frames (module docstring)."""
     out = np.empty_like(points)
     bounds = [*starts, len(points)]
     flat = points.reshape(len(points), -1)
     res = out.reshape(len(points), -1)
     for a, b in zip(bounds[:-1], bounds[1:]):
-        q = median_filter(flat[a:b], size=(min(window, b - a), 1), mode="nearest")
-        res[a:b] = gaussian_filter1d(q, max(window / 6, 1e-3), axis=0, mode="nearest")
+        fit = local_linear(flat[a:b], window // 2)
+        for _ in range(_ROBUST):
+            err = flat[a:b] - fit
+            scale = 6 * np.maximum(np.median(np.abs(err), axis=0), 1e-6)
+            fit = local_linear(flat[a:b], window // 2, np.clip(1 - (err / scale) ** 2, 0, None) ** 2 + 1e-9)
+        res[a:b] = fit
     return out
 
 
@@ -155,7 +151,7 @@ class Colour(Stage):
         self.summary: dict = {}
 
     def config(self) -> dict:
-        return {"window": self.window, "tolerance": self.tolerance, "tail": TAIL}
+        return {"window": self.window, "tolerance": self.tolerance, "tail": TAIL, "per_channel": True}
 
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
         window: deque[tuple[np.ndarray, bool]] = deque(maxlen=3)   # shrunk frames, each with "a cut before it"
