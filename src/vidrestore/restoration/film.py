@@ -14,8 +14,8 @@
   the affinely mapped median and interpolation; the spike thresholds scale with the measured
   noise), and because a two-pass stage's analysis sees the output of every stage before it:
   placed after dust and scratches, its analysis would run both over the whole video a second time.
-  Single-frame dust cannot move its black and white points: they are smoothed by a running
-  median over 2 s.
+  Single-frame dust cannot move its black and white points: they are read on the median of three
+  frames and smoothed by a robust local linear fit over 2 s.
 * dust, then scratches: blotches first, so that a blotch on a scratch does not break the line.
   Both need the flows from each frame to its neighbours: dust computes them (and mends them over
   the blotches) and leaves them to scratches (`SharedFlows`).
