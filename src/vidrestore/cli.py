@@ -1079,6 +1079,7 @@ def _film_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "film", "restore archival film: deflicker, faded colour, dust and dirt, line scratches, grain kept (each switchable)", [
         "vidrestore film old.mp4 -o restored.mp4                      # deflicker -> colour -> dust -> scratches, grain kept",
         "vidrestore film old.mp4 -o restored.mp4 --grain resynth      # grain measured (AV1 model), removed, re-made after",
+        "vidrestore film old.mp4 -o restored.mkv --codec av1 --grain resynth --grain-table   # re-made by the AV1 decoder",
         "vidrestore film old.mp4 -o restored.mkv --masks masks/       # also masks/dust/ and masks/scratches/, what was repaired",
         "vidrestore film old.mp4 -o restored.mp4 --stabilize --no-scratches --colour off",
         "(an interrupted run resumes when the same command is run again)",
@@ -1089,6 +1090,10 @@ def _film_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grain", choices=["keep", "remove", "resynth", "off"], default="keep",
                    help="keep = take the grain out for the repairs and put it back (default); remove; resynth = measure it "
                         "(AV1 film-grain model), take it out, synthesize new grain of that model after; off = leave it in for the repairs")
+    p.add_argument("--grain-table", action="store_true",
+                   help="with --grain resynth and AV1 output: the measured grain goes into the AV1 stream as film-grain "
+                        "parameters (the decoder synthesizes it) instead of into the pixels; also written as OUTPUT.grain.tbl "
+                        "(aomenc's film-grain table). Encodes with libaom-av1 through the ffmpeg program (--preset: its cpu-used, 0-8)")
     p.add_argument("--colour", choices=["auto", "off"], default="auto",
                    help="auto = restore faded dyes' black and white points where they are off grey (default); off = keep the colour")
     p.add_argument("--no-dust", action="store_true", help="leave dust, dirt and blotches")
@@ -1102,7 +1107,7 @@ def _film_command(sub: argparse._SubParsersAction) -> None:
         stages = _film_stages(args)
         if not stages:
             raise VidrestoreError("every part of the film chain is switched off: nothing to do")
-        result = _restore_and_report(args, stages)
+        result = _film_with_grain_table(args, stages) if args.grain_table else _restore_and_report(args, stages)
         if args.masks is not None:
             print(f"wrote the repair masks under {args.masks}")
         _keep_record(args, _stage_record(args, "film", stages, result))
@@ -1116,7 +1121,47 @@ def _film_stages(args: argparse.Namespace) -> list:
     from .restoration.film import film_stages
 
     return film_stages(stabilize=args.stabilize, deflicker=not args.no_deflicker, grain=args.grain, colour=args.colour == "auto",
-                       dust=not args.no_dust, scratches=not args.no_scratches, masks=args.masks)
+                       dust=not args.no_dust, scratches=not args.no_scratches, masks=args.masks,
+                       grain_table=args.grain_table)
+
+
+def _film_with_grain_table(args: argparse.Namespace, stages: list) -> RestoreResult:
+    """`film --grain-table`: the chain into a lossless intermediate beside the output, the measured
+    grain written as an AV1 film-grain table (OUTPUT.grain.tbl), and the output encoded as AV1
+    (libaom through ffmpeg) carrying it."""
+    from dataclasses import replace
+
+    from .io import EncodeSettings, probe
+    from .io.encode import CODECS
+    from .io.grain_table import DEFAULT_CPU_USED, check_encoder, encode_with_table, grain_table
+    from .pipeline import restore
+    from .restoration.film_grain import GrainMeasure
+
+    settings = _encode_settings(args)
+    if settings.name != "av1":
+        raise VidrestoreError(f"--grain-table writes the grain as AV1 film-grain parameters: the output must be AV1 "
+                              f"(--codec av1), not {settings.name}")
+    cpu_used = DEFAULT_CPU_USED if settings.preset is None else int(settings.preset) if str(settings.preset).isdigit() else -1
+    if not 0 <= cpu_used <= 8:
+        raise VidrestoreError(f"with --grain-table, --preset is libaom's cpu-used, 0-8, not {settings.preset!r}")
+    check_encoder()
+    if args.output.exists() and not args.overwrite:
+        raise VidrestoreError("output exists (use --overwrite)", args.output)
+    lossless = args.output.with_name(f"{args.output.stem}.grainless.mkv")
+    table = args.output.with_name(f"{args.output.stem}.grain.tbl")
+    result = restore(args.input, lossless, stages, EncodeSettings("ffv1"), overwrite=True, work_dir=args.work_dir,
+                     segment_frames=args.segment_frames, progress=not args.quiet, drop_subtitles=args.drop_subtitles,
+                     image_fps=args.fps)
+    model = next(s for s in stages if isinstance(s, GrainMeasure)).model
+    info = probe(lossless)
+    yuv = info.pix_fmt.startswith(("yuv", "gray"))
+    table.write_text(grain_table(model, full_range=yuv and info.colour.range == 2))
+    encode_with_table(lossless, args.output, table, settings.crf if settings.crf is not None else CODECS["av1"].crf, cpu_used,
+                      info.pix_fmt if yuv else "yuv444p")
+    lossless.unlink()
+    result = replace(result, output=args.output, plan=f"av1 (libaom-av1) carrying the film-grain table {table.name}")
+    _report(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,12 +49,17 @@ GRAIN_MODES = ("keep", "remove", "resynth", "off")
 
 
 def film_stages(*, stabilize: bool = False, deflicker: bool = True, grain: str = "keep", colour: bool = True,
-                dust: bool = True, scratches: bool = True, masks: str | os.PathLike | None = None) -> list[Stage]:
+                dust: bool = True, scratches: bool = True, masks: str | os.PathLike | None = None,
+                grain_table: bool = False) -> list[Stage]:
     """The stages of the film chain that are switched on, in order; `grain`: one of GRAIN_MODES;
     `masks`: a folder for the dust and scratch stages' per-frame repair masks (masks/dust/,
-    masks/scratches/)."""
+    masks/scratches/); `grain_table` (with grain "resynth"): the grain is measured and taken out
+    but not synthesized into the pixels -- the caller gives the GrainMeasure stage's model to the
+    encoder as AV1 film-grain parameters."""
     if grain not in GRAIN_MODES:
         raise VidrestoreError(f"grain must be one of {', '.join(GRAIN_MODES)}, not {grain!r}")
+    if grain_table and grain != "resynth":
+        raise VidrestoreError(f"a grain table carries re-synthesized grain: use it with grain 'resynth' (--grain resynth), not {grain!r}")
     folder = str(masks) if masks is not None else ""
     measure = GrainMeasure() if grain == "resynth" else None
     flows = SharedFlows() if dust and scratches else None
@@ -63,6 +68,6 @@ def film_stages(*, stabilize: bool = False, deflicker: bool = True, grain: str =
         (measure is not None, lambda: measure), (stabilize, Stabilize), (deflicker, FilmDeflicker), (colour, Colour),
         (split is not None, lambda: split), (grain in ("remove", "resynth"), Denoise),
         (dust, lambda: DustRemoval(masks=folder, share=flows)), (scratches, lambda: ScratchRemoval(masks=folder, share=flows)),
-        (split is not None, lambda: GrainMerge(split)), (measure is not None, lambda: GrainSynth(measure)),
+        (split is not None, lambda: GrainMerge(split)), (measure is not None and not grain_table, lambda: GrainSynth(measure)),
     ]
     return [make() for on, make in chosen if on]
