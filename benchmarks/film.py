@@ -36,14 +36,21 @@ frames of three shared sharp clips at half size; mean CIEDE2000 (skimage) of the
 much the stage, and `vidrestore film`'s default chain, change each unfaded sharp clip (mean
 CIEDE2000 of the output against the input).
 
-Grain (`--grain`): AV1-model grain only (`synth film --grain 0.03`, known parameters) on the first
-frames of three sharp clips at half size, through `vidrestore film`'s chain with `--grain
-resynth`, `keep` and `remove`. On the flattest 30 % of each undamaged frame (`film_grain.flat_mask`),
-the grain is the luma difference from the undamaged source: of the input (the original grain) and
-of each output. Scores: per intensity bin (fifths of the source's luma, 500 pixels or more) the
-ratio of the re-synthesized grain's standard deviation to the original's; the autocorrelation at
-lags 1-3 across and down, original and re-synthesized; for keep and remove, the grain's power
-against the original's in dB.
+Grain (`--grain`): AV1-model grain only on the first frames of three sharp clips at half size, in
+two settings: `synth film --grain 0.03` (known parameters; its random AR coefficients give weak
+correlation, 0.11-0.16 at lag 1) and CORRELATED (the same strength curve, strongly correlated:
+0.52 / 0.39 / 0.26 at lags 1-3 each way, so that a relative autocorrelation check means something),
+through `vidrestore film`'s chain with `--grain resynth`, `keep` and `remove`. On the flattest 30 % of
+each undamaged frame (`flat_mask`), the grain is a luma difference: the input's from the undamaged
+source (the original grain); the re-synthesized grain as the resynth output minus the remove
+output (the same chain without the synthesis: the grain it added); and each output minus the
+source (which adds what the denoising changed besides the grain). Scores: per intensity bin
+(fifths of the source's luma, 500 pixels or more) the ratio of the re-synthesized grain's standard
+deviation to the original's; the autocorrelation at lags 1-3 across and down; for keep and remove,
+the grain's power against the original's in dB. With `--grain-table` also `film --grain resynth
+--grain-table` (AV1 with the grain as film-grain parameters): the grain libdav1d synthesizes
+(decoded with it minus decoded without it) against the original, and the file's size against the
+same chain's AV1 output with the grain in the pixels.
 
 Flicker (`--flicker`): the film chain's deflicker (`film_deflicker.FilmDeflicker`, measured
 between aligned frames) against `deflicker.Deflicker` (quantiles against their running median),
@@ -54,7 +61,7 @@ how much each changes the unflickered clip. On the old films (their own flicker;
 of each frame's luma to the previous frame's, aligned by DIS flow at 160 px wide -- as its RMS
 and median over the clip, of the input and of each output.
 
-    OMP_NUM_THREADS=1 python benchmarks/film.py [--out DIR] [--frames 24] [--scratches | --colour | --grain | --flicker]
+    OMP_NUM_THREADS=1 python benchmarks/film.py [--out DIR] [--frames 24] [--scratches | --colour | --grain [--grain-table] | --flicker]
 """
 
 from __future__ import annotations
@@ -62,14 +69,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 from vidrestore.flow import backward_warp, create_flow
-from vidrestore.io import EncodeSettings, read_frames
+from vidrestore.io import EncodeSettings, VideoReader, read_frames, write_video
 from vidrestore.io.colour import luma
 from vidrestore.pipeline import Stage, apply_stage, apply_stages, restore
 from vidrestore.restoration import film_scratches
@@ -79,7 +89,7 @@ from vidrestore.restoration.film_colour import Colour
 from vidrestore.restoration.film_deflicker import FilmDeflicker
 from vidrestore.restoration.film_dust import DustRemoval, SharedFlows, repair
 from vidrestore.restoration.film_scratches import ScratchRemoval
-from vidrestore.synth.film import FilmDamage, read_mask, synth_film
+from vidrestore.synth.film import FilmDamage, add_grain, grain_field, grain_template, read_mask, synth_film
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -91,6 +101,9 @@ FAINT = 0.05   # a synthesized blotch whose median luma change is below this is 
 DAMAGE = FilmDamage(blotches=6.0, scratches=0, grain=0.0, fade=0.0, flicker=0.0, seed=1)
 SCRATCHES = FilmDamage(blotches=0.0, scratches=3, grain=0.0, fade=0.0, flicker=0.0, seed=2)
 VISIBLE = 0.02   # a scratch pixel counts where it changes luma by more than this
+CORRELATED = {"ar_coeff_lag": 2, "ar_coeffs_y": [0, 0, 0.12, 0, 0, 0, 0, 0.33, 0, 0, 0.12, 0.33],   # strongly correlated grain:
+              "scaling_points_y": [[0.0, 0.015], [0.25, 0.0255], [0.5, 0.03], [0.75, 0.0255], [1.0, 0.015]],  # lag 1-3 about 0.52,
+              "block": 32}                                                                                   # 0.39, 0.26 each way
 SPEED = FilmDamage(blotches=6.0, scratches=3, grain=0.0, fade=0.0, flicker=0.0, seed=3)   # the speed clip's damage
 
 
@@ -277,6 +290,7 @@ def main() -> None:
     ap.add_argument("--scratches", action="store_true", help="score the scratches stage instead of dust")
     ap.add_argument("--colour", action="store_true", help="score the colour stage instead of dust")
     ap.add_argument("--grain", action="store_true", help="score the film chain's grain handling instead of dust")
+    ap.add_argument("--grain-table", action="store_true", help="with --grain: also `film --grain-table` (AV1 film-grain parameters)")
     ap.add_argument("--flicker", action="store_true", help="score the film chain's deflicker against deflicker's")
     args = ap.parse_args()
     if args.flicker:
@@ -368,6 +382,13 @@ def colour_main(args: argparse.Namespace) -> None:
     (args.out / "results-colour.json").write_text(json.dumps(rows, indent=1))
 
 
+def flat_mask(y: np.ndarray, share: float = 0.3) -> np.ndarray:
+    """Bool mask of the `share` of pixels where the Gaussian-weighted (sigma 2 px) local deviation of `y` is lowest."""
+    mean = cv2.GaussianBlur(y, (0, 0), 2.0)
+    dev = cv2.GaussianBlur((y - mean) ** 2, (0, 0), 2.0)
+    return dev <= np.quantile(dev, share)
+
+
 def grain_stats(res: list[np.ndarray], src: list[np.ndarray], flat: list[np.ndarray]) -> dict:
     """Standard deviation per fifth of the source's luma and autocorrelation at lags 1-3 (across,
     down) of residual luma frames `res` over the `flat` pixels."""
@@ -385,10 +406,53 @@ def grain_stats(res: list[np.ndarray], src: list[np.ndarray], flat: list[np.ndar
     return {"std": std, "ac": ac, "power": float(np.mean(r ** 2))}
 
 
+def correlated_copy(d: Path, seed: int = 7) -> Path:
+    """`d`/correlated.mkv: `d`'s undamaged source under grain of CORRELATED (a field per frame, as `synth film` makes)."""
+    template = grain_template(CORRELATED, np.random.default_rng([seed, 0x64A1]))
+    frames = (add_grain(f.rgb, CORRELATED, grain_field(template, *f.rgb.shape[:2], np.random.default_rng([seed, 0x64A2, f.index])))
+              for f in read_frames(d / "gt.mkv"))
+    write_video(d / "correlated.mkv", frames, VideoReader(d / "gt.mkv").info.fps, EncodeSettings("ffv1"), overwrite=True)
+    return d / "correlated.mkv"
+
+
+def grain_row(damaged: Path, src: list[np.ndarray], flat: list[np.ndarray]) -> dict:
+    """Grain statistics of one grainy clip and of the chain's outputs from it (resynth, keep, remove)."""
+    original = [luma(f.rgb) - y for f, y in zip(read_frames(damaged), src)]
+    out = {m: [luma(x) for x in colour_run(damaged, damaged.with_name(f"{damaged.stem}-{m}.mkv"), film_stages(grain=m))]
+           for m in ("resynth", "keep", "remove")}
+    row = {"original": grain_stats(original, src, flat)}
+    row.update({m: grain_stats([x - y for x, y in zip(v, src)], src, flat) for m, v in out.items()})
+    row["resynth_added"] = grain_stats([r - x for r, x in zip(out["resynth"], out["remove"])], src, flat)
+    return row
+
+
+def decoded_grain(path: Path) -> list[np.ndarray]:
+    """The grain libdav1d synthesizes from an AV1 file's film-grain parameters: luma decoded with it
+    minus luma decoded without it, on RGB's 0-1 scale (limited-range codes / 219)."""
+    def planes(options: dict) -> list[np.ndarray]:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            s.codec_context.options = options
+            return [f.to_ndarray(format="yuv420p")[:f.height].astype(np.float32) for f in c.decode(s)]
+
+    return [(a - b) / 219 for a, b in zip(planes({}), planes({"export_side_data": "film_grain"}))]
+
+
+def grain_table_row(damaged: Path, src: list[np.ndarray], flat: list[np.ndarray]) -> dict:
+    """`vidrestore film --grain resynth --grain-table` on a grainy clip: the decoder's grain's statistics,
+    the output's size, and the size of the same chain's AV1 output with the grain in the pixels."""
+    out = {}
+    for name, extra in (("table", ["--grain-table"]), ("pixels", [])):
+        path = damaged.with_name(f"{damaged.stem}-av1-{name}.mkv")
+        subprocess.run([sys.executable, "-m", "vidrestore", "film", str(damaged), "-o", str(path), "--codec", "av1", "--grain",
+                        "resynth", *extra, "--overwrite", "-q", "--work-dir", str(damaged.parent / "work")], check=True)
+        out[f"{name}_bytes"] = path.stat().st_size
+    out["decoded"] = grain_stats(decoded_grain(damaged.with_name(f"{damaged.stem}-av1-table.mkv")), src, flat)
+    return out
+
+
 def grain_main(args: argparse.Namespace) -> None:
     """The grain benchmark (`--grain`)."""
-    from vidrestore.restoration.film_grain import flat_mask
-
     rows: dict = {}
     for rel in ["sharp/sam2_01_dog.mp4", "sharp/vid4_city_GT.mkv", "sharp/sam2_bedroom.mp4"]:
         d = args.out / f"{Path(rel).stem}-grain"
@@ -396,18 +460,24 @@ def grain_main(args: argparse.Namespace) -> None:
                    frames=args.frames, scale=0.5, overwrite=True, progress=False)
         src = [luma(f.rgb) for f in read_frames(d / "gt.mkv")]
         flat = [flat_mask(y) for y in src]
-        orig = grain_stats([luma(f.rgb) - y for f, y in zip(read_frames(d / "damaged.mkv"), src)], src, flat)
-        row = {"original": orig}
-        for mode in ("resynth", "keep", "remove"):
-            out = colour_run(d / "damaged.mkv", d / f"{mode}.mkv", film_stages(grain=mode))
-            row[mode] = grain_stats([luma(x) - y for x, y in zip(out, src)], src, flat)
-        rows[Path(rel).stem] = row
-        ratio = [a / b for a, b in zip(row["resynth"]["std"], orig["std"])]
-        db = {m: 10 * np.log10(row[m]["power"] / orig["power"]) for m in ("resynth", "keep", "remove")}
-        print(f"{Path(rel).stem}: resynth/original std per fifth of luma {np.round(ratio, 3).tolist()}; "
-              f"autocorrelation original {np.round(list(orig['ac'].values()), 3).tolist()}, "
-              f"resynth {np.round(list(row['resynth']['ac'].values()), 3).tolist()}; "
-              f"grain power vs original: " + ", ".join(f"{m} {v:+.2f} dB" for m, v in db.items()), flush=True)
+        for setting, damaged in (("synth", d / "damaged.mkv"), ("correlated", correlated_copy(d))):
+            row = rows.setdefault(Path(rel).stem, {})[setting] = grain_row(damaged, src, flat)
+            if args.grain_table:
+                row["grain_table"] = grain_table_row(damaged, src, flat)
+            orig = row["original"]
+            ratio = {k: np.round([a / b for a, b in zip(row[k]["std"], orig["std"])], 3).tolist() for k in ("resynth_added", "resynth")}
+            ac = {k: np.round(list(row[k]["ac"].values()), 3).tolist() for k in ("original", "resynth_added")}
+            db = {m: 10 * np.log10(row[m]["power"] / orig["power"]) for m in ("resynth", "keep", "remove")}
+            print(f"{Path(rel).stem} {setting}: resynth/original std per fifth of luma: grain added {ratio['resynth_added']}, "
+                  f"output - source {ratio['resynth']}; "
+                  f"autocorrelation across 1-3, down 1-3: original {ac['original']}, grain added {ac['resynth_added']}; "
+                  f"grain power vs original: " + ", ".join(f"{m} {v:+.2f} dB" for m, v in db.items()), flush=True)
+            if args.grain_table:
+                t = row["grain_table"]
+                print(f"    --grain-table: decoded grain / original std per fifth "
+                      f"{np.round([a / b for a, b in zip(t['decoded']['std'], orig['std'])], 3).tolist()}, autocorrelation "
+                      f"{np.round(list(t['decoded']['ac'].values()), 3).tolist()}; {t['table_bytes']} bytes "
+                      f"(AV1 with the grain in the pixels: {t['pixels_bytes']})", flush=True)
     (args.out / "results-grain.json").write_text(json.dumps(rows, indent=1))
 
 
