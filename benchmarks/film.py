@@ -427,15 +427,16 @@ def grain_row(damaged: Path, src: list[np.ndarray], flat: list[np.ndarray]) -> d
 
 
 def decoded_grain(path: Path) -> list[np.ndarray]:
-    """The grain libdav1d synthesizes from an AV1 file's film-grain parameters: luma decoded with it
-    minus luma decoded without it, on RGB's 0-1 scale (limited-range codes / 219)."""
-    def planes(options: dict) -> list[np.ndarray]:
+    """The grain libdav1d synthesizes from an AV1 file's film-grain parameters as a player shows it:
+    the luma of the frames decoded with it, converted to RGB (clipped to [0, 1]), minus that of the
+    frames decoded without it."""
+    def frames(options: dict) -> list[np.ndarray]:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             s.codec_context.options = options
-            return [f.to_ndarray(format="yuv420p")[:f.height].astype(np.float32) for f in c.decode(s)]
+            return [luma(f.to_ndarray(format="rgb24").astype(np.float32) / 255) for f in c.decode(s)]
 
-    return [(a - b) / 219 for a, b in zip(planes({}), planes({"export_side_data": "film_grain"}))]
+    return [a - b for a, b in zip(frames({}), frames({"export_side_data": "film_grain"}))]
 
 
 def grain_table_row(damaged: Path, src: list[np.ndarray], flat: list[np.ndarray]) -> dict:
