@@ -16,7 +16,7 @@ from vidrestore.io.colour import luma
 from vidrestore.pipeline import apply_stages, create_stage, restore
 from vidrestore.restoration import film_dust
 from vidrestore.restoration.film import film_stages
-from vidrestore.restoration.film_grain import clipped_deviation, fit_grain, robust_sd
+from vidrestore.restoration.film_grain import clipped_deviation, fit_grain, robust_sd, unclipped_frame
 from vidrestore.synth.film import (FilmDamage, add_grain, apply_fade, grain_field, grain_model, grain_scaling, grain_template,
                                    load_params, read_mask, synth_film)
 
@@ -476,6 +476,9 @@ def test_grain_deviation_measured_through_clipping():
     mean = np.broadcast_to(0.5 * (a + b).mean(axis=0), a.shape)
     assert robust_sd(d) / np.sqrt(2) < 0.85 * 0.02
     assert clipped_deviation(mean, d) == pytest.approx(0.02, rel=0.03)
+    model = {"scaling_points_y": [[0.0, 0.02], [1.0, 0.02]]}          # re-synthesis: grain goes onto the scene,
+    denoised = np.ascontiguousarray(mean[:1].reshape(1, 1, 3))           # not onto the clipped mean (0.982)
+    assert denoised[0, 0, 0] < 0.983 and unclipped_frame(denoised, model)[0, 0] == pytest.approx(0.985, abs=0.001)
 
 
 def _grain_of(frames, clean):

@@ -72,7 +72,13 @@ from ..io.colour import luma
 from ..io.probe import VideoInfo
 from ..io.reader import Frame
 from ..pipeline import Stage, Window
-from ..synth.film import GRAIN_BLOCK, add_grain, grain_field, grain_template
+from ..synth.film import (
+    GRAIN_BLOCK,
+    add_grain,
+    grain_field,
+    grain_scaling,
+    grain_template,
+)
 from .denoise import Denoise
 
 FLAT = 1.5            # flat: the pair mean's fine-detail energy within this many times what grain alone puts there
@@ -184,13 +190,25 @@ def _excess(t: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi) - t * ndtr(-t)
 
 
-def unclipped_scene(mean: np.ndarray, sd: float) -> np.ndarray:
-    """The scene under grain of deviation `sd` whose clipped ([0, 1]) mean is `mean`: near black
-    and white the clipped grain pulls the mean inward, by sd * _excess(distance / sd)."""
+def unclipped_scene(mean: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
+    """The scene under grain of deviation `sd` (a value, or one per element) whose clipped ([0, 1])
+    mean is `mean`: near black and white the clipped grain pulls the mean inward, by
+    sd * _excess(distance / sd)."""
     scene = mean
     for _ in range(4):
         scene = np.clip(mean + sd * (_excess((1 - scene) / sd) - _excess(scene / sd)), 0.0, 1.0)
     return scene.astype(np.float32)
+
+
+def unclipped_frame(rgb: np.ndarray, model: dict) -> np.ndarray:
+    """A grain-free (denoised) frame made from grainy input, as the scene under the grain: where
+    the input's grain was clipped at black or white, removing it left the clipped mean, darker
+    than the scene near white (brighter near black), so new grain would clip less than the old."""
+    sd = np.repeat(grain_scaling(model, luma(rgb))[..., None], 3, axis=2)
+    near = (rgb < 4 * sd) | (rgb > 1 - 4 * sd)
+    out = rgb.copy()
+    out[near] = unclipped_scene(rgb[near], np.maximum(sd[near], 1e-6))
+    return out
 
 
 def clipped_deviation(mean: np.ndarray, d: np.ndarray, seed: int = 0) -> float:
@@ -285,7 +303,7 @@ class GrainSynth(Stage):
         self.measure, self.seed = measure, int(seed)
 
     def config(self) -> dict:
-        return {"seed": self.seed, "template": "per frame", "measure": self.measure.config()}
+        return {"seed": self.seed, "template": "per frame", "onto": "unclipped scene", "measure": self.measure.config()}
 
     def process(self, window: Window) -> np.ndarray:
         model = self.measure.model
@@ -294,7 +312,7 @@ class GrainSynth(Stage):
         rgb = window.frame.rgb
         template = grain_template(model, np.random.default_rng([self.seed, 0x64A1, window.index]))
         field = grain_field(template, *rgb.shape[:2], np.random.default_rng([self.seed, 0x64A2, window.index]))
-        return add_grain(rgb, model, field).astype(np.float32)
+        return add_grain(unclipped_frame(rgb, model), model, field).astype(np.float32)
 
 
 class GrainSplit(Stage):
