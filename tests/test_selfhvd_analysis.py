@@ -13,6 +13,7 @@ from vidrestore.errors import VidrestoreError
 from vidrestore.flow import create_flow, occlusion_mask
 from vidrestore.io import read_frames
 from vidrestore.selfhvd import AnalysisSettings, analyze_video, select_sharp
+from vidrestore.selfhvd.selection import kept_sharp
 from vidrestore.selfhvd import analysis as analysis_mod
 from vidrestore.selfhvd.window import warp_onto
 from vidrestore.synth.handheld import load_labels, synth_handheld
@@ -277,3 +278,14 @@ def test_flows_within_the_reach_are_direct_and_further_ones_chained(object_video
             assert np.allclose(found, [-1.5 * (t - i), -0.3 * (t - i)], atol=0.15), (t, a.reach, found)
     err = direct.round_trip_error(i, i + 3)[background]
     assert np.median(err) < 0.1
+
+
+def test_a_selected_frame_with_a_clearly_sharper_neighbour_is_not_kept():
+    sharpness = np.array([100, 30, 100, 80, 30, 30, 30, 100, 95, 30], np.float32)
+    selected = np.array([1, 0, 1, 1, 0, 0, 0, 1, 1, 0], bool)
+    kept = kept_sharp(selected, sharpness, radius=1)
+    # frame 3 (80) has frame 2 (100) beside it: 1.25x sharper; frame 8 (95) is within 1.2x of frame 7
+    assert kept.tolist() == [True, False, True, False, False, False, False, True, True, False]
+    assert kept_sharp(selected, sharpness, radius=1, ratio=1.3).tolist() == selected.tolist()
+    # with a wider window frame 3 still sees frame 2; frame 0 sees nothing sharper
+    assert kept_sharp(selected, sharpness, radius=4)[[0, 3, 7]].tolist() == [True, False, True]

@@ -1,8 +1,8 @@
 """Fidelity mode (`vidrestore deblur --fidelity`): every output pixel a convex combination of observed pixels.
 
 Forensic users cannot accept pixels a network made up. In fidelity mode nothing is trained or
-generated: a frame the analysis selected as sharp is kept as it is, and every other frame i
-becomes lucky-frame fusion of itself and the sharper frames of its window, warped onto it along
+generated: a frame the analysis selected as sharp is kept as it is (unless a frame of its window
+is clearly sharper, `selection.kept_sharp`), and every other frame i becomes lucky-frame fusion of itself and the sharper frames of its window, warped onto it along
 the analysis' flows (the same fusion the window network starts from, `vidrestore.selfhvd.window`):
 
     out_i(p) = sum_t w_t tau_t(p) x_t->i(p) / sum_t w_t tau_t(p)
@@ -25,6 +25,7 @@ import numpy as np
 from ..flow.fusion import frame_weight, low_luma, trust
 from ..pipeline import Stage, Window
 from .analysis import VideoAnalysis
+from .selection import kept_sharp
 from .window import visibility, warp_onto
 
 RADIUS = 4  # frames on each side: the default window network's
@@ -32,7 +33,7 @@ RADIUS = 4  # frames on each side: the default window network's
 
 def frame_sources(analysis: VideoAnalysis, i: int, radius: int = RADIUS) -> list[tuple[int, float]]:
     """Frame i's sources and their per-frame weights, frame i first (module docstring)."""
-    if analysis.selection.sharp[i]:
+    if kept_sharp(analysis.selection.sharp, analysis.laplacian, radius)[i]:
         return [(i, 1.0)]
     s_i = max(float(analysis.laplacian[i]), 1e-12)
     window = sorted({min(max(t, 0), analysis.count - 1) for t in range(i - radius, i + radius + 1)} - {i})

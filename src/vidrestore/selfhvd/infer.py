@@ -23,6 +23,7 @@ from torch import nn
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE, run_tiled
 from ..pipeline import Stage, Window
 from .analysis import VideoAnalysis
+from .selection import SHARPER_NEIGHBOUR, kept_sharp
 from .window import fused, moving_share, window_input
 
 GUARD_SIGMA = 3.0  # px: the moving-object guard's map is smoothed so that its edges leave no seam
@@ -73,7 +74,8 @@ class DeblurStage(Stage):
 
     Frames the analysis selected as sharp are passed through unchanged: they are what the
     network learnt from, and a network that alters them (SEVD trains it to sharpen beyond its
-    labels) can only move them away from themselves.
+    labels) can only move them away from themselves. The exception is a selected frame with a
+    clearly sharper frame in its window, which still has blur to remove (`selection.kept_sharp`).
 
     Args:
         model: the network (eval mode, on `device`).
@@ -91,13 +93,14 @@ class DeblurStage(Stage):
         self.radius = model.radius
         self.tile, self.margin = tile, margin
         self.digest = model_digest(model)
+        self.kept = kept_sharp(analysis.selection.sharp, analysis.laplacian, self.radius)
 
     def config(self) -> dict:
         return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
-                "sharp_frames": "kept", "moving_guard": GUARD_SIGMA}
+                "sharp_frames": f"kept unless {SHARPER_NEIGHBOUR}x sharper within the window", "moving_guard": GUARD_SIGMA}
 
     def process(self, window: Window) -> np.ndarray:
-        if self.analysis.selection.sharp[window.index]:  # a selected sharp frame is its own best estimate
+        if self.kept[window.index]:  # a sharp frame is its own best estimate
             return window.frame.rgb
         return restore_frame(self.model, self.analysis, [f.rgb for f in window.frames], [f.index for f in window.frames],
                              window.center, self.device, self.tile, self.margin)

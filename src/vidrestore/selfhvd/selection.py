@@ -56,6 +56,7 @@ SHARPNESS_SCALE = 0.5
 DEFAULT_BLOCK = 20
 DEFAULT_MIN_RATIO = 1.25
 DEFAULT_MAX_SPREAD = 1.5
+SHARPER_NEIGHBOUR = 1.2  # a selected frame with a neighbour this much sharper is still deblurred (`kept_sharp`)
 MIN_SHARP_SHARE = 0.05  # fewer selected frames than this share (or than 2) is "too few to train on"
 
 
@@ -186,6 +187,20 @@ def _otsu_split(logv: np.ndarray, max_spread: float) -> tuple[float, float, floa
     if len(lo) == 0 or len(hi) == 0:
         return None
     return t, float(lo.mean()), float(hi.mean())
+
+
+def kept_sharp(sharp: np.ndarray, sharpness: np.ndarray, radius: int, ratio: float = SHARPER_NEIGHBOUR) -> np.ndarray:
+    """Which frames deblurring passes through unchanged: selected as sharp, and no frame within
+    `radius` of them `ratio` times sharper (Laplacian variance).
+
+    Otsu's threshold can put a mildly blurred frame among the sharp ones; a clearly sharper frame
+    in its window shows blur left to remove there, while a truly sharp frame has no such neighbour
+    and stays exactly as it is.
+    """
+    v = np.maximum(np.asarray(sharpness, np.float64), 1e-12)
+    n = len(v)
+    best = np.array([v[max(0, i - radius):i + radius + 1].max() for i in range(n)])
+    return np.asarray(sharp, bool) & (best < ratio * v)
 
 
 def select_sharp(sharpness: np.ndarray, block: int = DEFAULT_BLOCK, min_ratio: float = DEFAULT_MIN_RATIO,
