@@ -215,3 +215,35 @@ def test_fidelity_estimates_the_blur_in_an_analysis_pass(tmp_path):
     stage.load(tmp_path)
     assert abs(stage.psf - 0.45) < 0.08
     assert stage.process(_window([f.rgb for f in frames])).shape == (512, 512, 3)
+
+
+def test_one_back_projection_step_keeps_moving_aliased_frames_steadier_than_three(monkeypatch):
+    """Each back-projection step fits the frame's own aliased samples more closely: on a scene panning by a
+    known shift, decimated as Vid4 (x4, corner grid, psf 0.4), the default single step leaves the upscaled
+    frames less than half as inconsistent with each other (after undoing the shift) as three steps do,
+    for at most 0.4 dB of Y-PSNR (measured: 1.6e-4 against 3.6e-4, 25.93 against 26.20 dB)."""
+    from functools import partial
+
+    from vidrestore.restoration import upscale
+    from vidrestore.restoration.kernel_fusion import back_project, downscale
+
+    scene = luma(_scene())
+    h, w = scene.shape
+
+    def moved(y: np.ndarray, k: int) -> np.ndarray:
+        return cv2.warpAffine(y, np.float32([[1, 0, 1.3 * k], [0, 1, 0.7 * k]]), (w, h), flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REFLECT)
+
+    gts = [moved(scene, k) for k in range(7)]
+    frames = [cv2.merge([y, y, y]) for y in (downscale(g, 4, 0.4, "corner") for g in gts)]
+
+    def measured() -> tuple[float, float]:
+        stage = Upscale(4, 2, psf=0.4, grid="corner", fidelity=True)
+        outs = {c: luma(stage.process(_window(frames[c - 2:c + 3]))) for c in (2, 3, 4)}
+        p = float(np.mean([psnr(outs[c], gts[c], crop=16) for c in outs]))
+        return p, float(np.mean([np.mean((moved(outs[c], 1) - outs[c + 1])[16:-16, 16:-16] ** 2) for c in (2, 3)]))
+
+    p_one, flicker_one = measured()
+    monkeypatch.setattr(upscale, "back_project", partial(back_project, iterations=3))
+    p_three, flicker_three = measured()
+    assert flicker_one < 0.5 * flicker_three and p_one > p_three - 0.4, (flicker_one, flicker_three, p_one, p_three)

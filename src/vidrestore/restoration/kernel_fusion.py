@@ -26,7 +26,10 @@ centre frame t and each frame j of the window:
    degradation `downscale` models: a Gaussian blur whose width `estimate_psf` estimates from the
    frames, then a sample per input pixel at the place the sampling grid says (`origin`). Back-
    projecting every trusted frame's error instead was within 0.05 dB on Vid4 calendar and lost
-   0.3-0.5 dB on the real x2 crops (flow errors), so only the centre frame is used.
+   0.3-0.5 dB on the real x2 crops (flow errors), so only the centre frame is used. One step, not
+   three: each step fits the frame's own aliased samples more closely, detail that changes from
+   frame to frame (on Vid4 city x4 the fusion's warping error was 1.72x bicubic's after three
+   steps, 0.91x after one, 0.23x with none, at 26.00, 25.91 and 25.59 dB Y-PSNR).
 
 Chroma carries little detail and is upsampled bicubically (`upscale`).
 
@@ -182,8 +185,8 @@ def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[in
 
 
 def back_project(estimate: np.ndarray, observed: np.ndarray, scale: int, psf: float, grid: str = "centre",
-                 iterations: int = 3) -> np.ndarray:
-    """Step 5: iterative back-projection (Irani & Peleg 1991) of `estimate` onto the centre frame `observed`.
+                 iterations: int = 1) -> np.ndarray:
+    """Step 4: iterative back-projection (Irani & Peleg 1991) of `estimate` onto the centre frame `observed`.
 
     The estimate, degraded as `downscale` does, is corrected by its error against the
     observation, upsampled bicubically.

@@ -32,7 +32,7 @@ from . import internal_sr
 from .kernel_fusion import GRIDS, align, back_project, bicubic, downscale, estimate_psf, fuse_luma
 
 SCALES = (2, 3, 4)
-ANALYSIS_VERSION = 1   # bump when the trained refiner changes meaning: cached analyses are keyed on it
+ANALYSIS_VERSION = 2   # bump when the trained refiner changes meaning: cached analyses are keyed on it
 TRAIN_WINDOWS = 2      # windows, spread over the video, the refiner is trained on
 
 
