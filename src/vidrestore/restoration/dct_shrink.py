@@ -65,8 +65,12 @@ def dct_shrink(rgb: np.ndarray, sigma: np.ndarray | float, step: int = 4, thresh
 
 
 def shrink_planes(x: torch.Tensor, sigma: np.ndarray | float, shifts: list[tuple[int, int]], threshold: float = 2.7,
-                  spectrum: np.ndarray | None = None, pilot: torch.Tensor | None = None) -> torch.Tensor:
+                  spectrum: np.ndarray | None = None, pilot: torch.Tensor | None = None, garrote: bool = False) -> torch.Tensor:
     """`dct_shrink` on planes (C, H, W) whose noise has the same sigma, with the 8x8 grids at `shifts` (dy, dx).
+
+    `garrote`: instead of hard thresholding, the non-negative garrote (Gao, 1998): each coefficient c
+    times max(0, 1 - (threshold sigma / c)^2), which goes to 1 continuously where hard thresholding
+    jumps from 0 to 1 (a coefficient near the threshold then flickers less from frame to frame).
 
     The blocks stay where they lie in the image (rows of blocks as (C, n, 8, m*8)), so each 1D
     transform is one large matrix product and no block is copied out.
@@ -101,9 +105,12 @@ def shrink_planes(x: torch.Tensor, sigma: np.ndarray | float, shifts: list[tuple
         block = F.avg_pool2d(cells[:, dy // g:(dy + n * B) // g, dx // g:(dx + m * B) // g][None], B // g)[0, 0]
         block = block[:, None, :, None]                                  # sigma of each block, as (n, 1, m, 1)
         if ref is None:
-            gain = (coef.abs().div_(shape) >= threshold * block).to(coef.dtype)
+            if garrote:
+                gain = (1.0 - (threshold * block * shape).square_() / coef.square().clamp_min(1e-12)).clamp_min_(0.0)
+            else:
+                gain = (coef.abs().div_(shape) >= threshold * block).to(coef.dtype)
             gain[:, :, 0, :, 0] = 1.0
-            weight = 1.0 / gain.sum(dim=(0, 2, 4))
+            weight = 1.0 / (gain > 0).sum(dim=(0, 2, 4)).to(coef.dtype)
         else:
             p2 = transform(ref, ys, xs).square_()
             gain = p2 / (p2 + (block * shape).square_()).clamp_min(1e-12)

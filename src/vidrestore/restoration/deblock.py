@@ -48,6 +48,7 @@ class Deblock(Denoise):
 
     name = "deblock"
     step = 2    # measured on CRF 40: +0.1 dB over step 4
+    tapered = False   # its neighbours weigh alike (the README's deblock table was measured so)
 
     def __init__(self, radius: int = 2, strength: float = 1.0, device: str = "auto"):
         super().__init__(radius, strength, device=device)
