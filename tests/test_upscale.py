@@ -20,6 +20,12 @@ from vidrestore.restoration.kernel_fusion import bicubic
 from vidrestore.restoration.upscale import Upscale
 
 
+def _panned(y: np.ndarray, k: int) -> np.ndarray:
+    """Luma `y` moved by k steps of a sub-pixel pan (1.3, 0.7) px, edges reflected."""
+    return cv2.warpAffine(y, np.float32([[1, 0, 1.3 * k], [0, 1, 0.7 * k]]), y.shape[::-1], flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
 def _scene() -> np.ndarray:
     """A detailed photograph, float RGB."""
     return data.astronaut()[100:356, 100:356].astype(np.float32) / 255
@@ -230,18 +236,14 @@ def test_one_back_projection_step_keeps_moving_aliased_frames_steadier_than_thre
     scene = luma(_scene())
     h, w = scene.shape
 
-    def moved(y: np.ndarray, k: int) -> np.ndarray:
-        return cv2.warpAffine(y, np.float32([[1, 0, 1.3 * k], [0, 1, 0.7 * k]]), (w, h), flags=cv2.INTER_CUBIC,
-                              borderMode=cv2.BORDER_REFLECT)
-
-    gts = [moved(scene, k) for k in range(7)]
+    gts = [_panned(scene, k) for k in range(7)]
     frames = [cv2.merge([y, y, y]) for y in (downscale(g, 4, 0.4, "corner") for g in gts)]
 
     def measured() -> tuple[float, float]:
         stage = Upscale(4, 2, psf=0.4, grid="corner", fidelity=True)
         outs = {c: luma(stage.process(_window(frames[c - 2:c + 3]))) for c in (2, 3, 4)}
         p = float(np.mean([psnr(outs[c], gts[c], crop=16) for c in outs]))
-        return p, float(np.mean([np.mean((moved(outs[c], 1) - outs[c + 1])[16:-16, 16:-16] ** 2) for c in (2, 3)]))
+        return p, float(np.mean([np.mean((_panned(outs[c], 1) - outs[c + 1])[16:-16, 16:-16] ** 2) for c in (2, 3)]))
 
     p_one, flicker_one = measured()
     monkeypatch.setattr(upscale, "back_project", partial(back_project, iterations=3))
@@ -281,11 +283,7 @@ def test_learned_detail_averaged_over_neighbours_is_steadier_and_depends_on_the_
     scene = luma(_scene())
     h, w = scene.shape
 
-    def moved(y: np.ndarray, k: int) -> np.ndarray:
-        return cv2.warpAffine(y, np.float32([[1, 0, 1.3 * k], [0, 1, 0.7 * k]]), (w, h), flags=cv2.INTER_CUBIC,
-                              borderMode=cv2.BORDER_REFLECT)
-
-    gts = [moved(scene, k) for k in range(9)]
+    gts = [_panned(scene, k) for k in range(9)]
     frames = [Frame(i, i, i / 25, cv2.merge([y, y, y])) for i, y in enumerate(downscale(g, 4, 0.4, "corner") for g in gts)]
     torch.manual_seed(0)
     net = internal_sr.refiner().eval()
@@ -302,7 +300,7 @@ def test_learned_detail_averaged_over_neighbours_is_steadier_and_depends_on_the_
     for radius in (0, 2):
         outs = [luma(f.rgb) for f in apply_stage(stage(radius), frames)]
         p = float(np.mean([psnr(o, g, crop=16) for o, g in zip(outs[2:7], gts[2:7])]))
-        flicker = float(np.mean([np.mean((moved(outs[c], 1) - outs[c + 1])[16:-16, 16:-16] ** 2) for c in range(2, 6)]))
+        flicker = float(np.mean([np.mean((_panned(outs[c], 1) - outs[c + 1])[16:-16, 16:-16] ** 2) for c in range(2, 6)]))
         measured[radius] = (p, flicker)
     assert measured[2][1] < 0.7 * measured[0][1] and measured[2][0] > measured[0][0], measured
     alone = stage(2)
