@@ -55,13 +55,14 @@ frame to frame (sam2_01_dog at sigma 50: warping error 2.65x the clean clip's wi
 thresholding, 1.66 with the garrote, PSNR 26.49 -> 26.57 dB; set8_gopro_hypersmooth at sigma 25:
 28.84 -> 28.90 dB). Last, each frame's estimate is averaged with its neighbours' at distance 1,
 warped along the same flows with the same weights, each pixel's weight also times
-exp(-d / (SMOOTH_SCALE sigma_r^2)), d the mean squared difference of the two estimates over a
-5x5 patch (3x3 for the half-size chroma) and sigma_r the noise left in the centre's average: what
-the shrinkage keeps of the residual noise differs from frame to frame by less than sigma_r, while
-misaligned content differs by more (without that factor the GoPro clip lost 0.3 dB). sam2_01_dog
-(8 frames, half size): warping error 1.22 -> 1.00x the clean clip's at sigma 25 and 1.66 -> 1.11 at
-sigma 50, PSNR within 0.05 dB on all 12 synthesized clips (SMOOTH_SCALE 0.1: 1.22 at sigma 50; 1:
--0.2 dB at sigma 25). The window is then one frame wider (each estimate is computed once).
+exp(-d / (SMOOTH_SCALE sigma_r^2)), d the mean squared difference of the two estimates over 3x3
+pixels at half size (the luma's area average and the chroma) and sigma_r the noise left in the
+centre's average there: what the shrinkage keeps of the residual noise differs from frame to frame
+by less than sigma_r, misaligned content by more (without that factor the GoPro clip lost 0.3 dB).
+sam2_01_dog (8 frames, half size): warping error 1.22 -> 1.01x the clean clip's at sigma 25 and
+1.66 -> 1.13 at sigma 50, PSNR within 0.06 dB on all 12 synthesized clips (SMOOTH_SCALE 0.1: 1.22
+at sigma 50; 1: -0.2 dB at sigma 25). Each estimate is computed once, on two threads: the window
+reaches two frames further, one for the smoothing and one computed ahead meanwhile.
 
 sigma^2(x) comes from the noise profile, level against intensity per channel
 (`noise_level.estimate_noise`), scaled to the level consecutive aligned frames show
@@ -82,7 +83,9 @@ References:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +94,7 @@ import numpy as np
 import torch
 
 from ..errors import VidrestoreError
-from ..flow import backward_warp, create_flow
+from ..flow import FlowEstimator, backward_warp, create_flow
 from ..io.probe import VideoInfo
 from ..io.reader import Frame
 from ..pipeline import Stage, Window, register_stage
@@ -110,7 +113,7 @@ FAST_SHIFTS = [(0, 0), (4, 4)]   # the fast path's DCT grids for the luma; the h
 RADIUS = 4           # neighbours each side on the full path (module docstring, step 3: the taper)
 FAST_RADIUS = 2      # and on the fast path
 FAST_GARROTE = 0.7   # the fast path's garrote threshold, as a fraction of the hard threshold (module docstring)
-SMOOTH_PATCH = 5     # the fast path's smoothing: side of its patch (at full size; the chroma's at half size: 3)
+SMOOTH_PATCH = 3     # the fast path's smoothing: side of its patch (at half size)
 SMOOTH_SCALE = 0.25  # and the squared difference it lets pass, in squared residual sigmas (module docstring)
 
 
@@ -198,10 +201,9 @@ class Shrunk:
     """A frame's fast-path estimate before the smoothing, and its links to its neighbours at distance 1."""
 
     luma: np.ndarray         # (H, W) shrunk opponent luma
-    chroma: np.ndarray       # (H/2, W/2, 2) shrunk opponent chroma
-    sigma: np.ndarray        # (H, W) noise sigma left in the luma average (before the shrinkage)
-    half_sigma: np.ndarray   # (H/2, W/2) the same in the chroma
-    links: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # index -> full-size map, weight, half-size map, weight
+    half: np.ndarray         # (H/2, W/2, 3) its area average and the shrunk opponent chroma
+    half_sigma: np.ndarray   # (H/2, W/2) noise sigma left in the half-size average (before the shrinkage)
+    links: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # index -> full-size map, half-size map and weight
 
 
 class Denoise(Stage):
@@ -237,7 +239,8 @@ class Denoise(Stage):
                                   f"(got {radius}, {strength}, {h}, {threshold})")
         self.reach, self.strength, self.h, self.threshold = int(radius), float(strength), float(h), float(threshold)
         self.fast = bool(fast)
-        self.radius = self.reach + int(self.fast and self.reach > 0)    # the window: the fast path smooths over one more
+        # the window: the fast path smooths over one frame more and computes the estimate one further ahead meanwhile
+        self.radius = self.reach + (2 if self.fast and self.reach > 0 else 0)
         self.flow = create_flow("dis", preset=flow_preset, scale=0.5)
         self.fast_flow = create_flow("dis", preset="ultrafast")
         self.device = resolve_device(device)
@@ -245,7 +248,9 @@ class Denoise(Stage):
         self.spectrum: np.ndarray | None = None
         self._prepared: dict[int, np.ndarray] = {}
         self._halves: dict[int, HalfFrame] = {}
-        self._shrunk: dict[int, Shrunk] = {}
+        self._shrunk: dict[int, Future[Shrunk]] = {}
+        self._pool: ThreadPoolExecutor | None = None    # the fast path's two estimates at a time
+        self._local = threading.local()                 # each thread's own DIS (one is not shared between threads)
         self._grid: np.ndarray | None = None    # pixel coordinates at half size (the fast path's)
 
     def config(self) -> dict:
@@ -337,34 +342,46 @@ class Denoise(Stage):
             raise VidrestoreError(f"{self.name} needs its analysis pass: run it through vidrestore.restore()")
         k, centre = window.center, window.frame
         own = self._estimated(window, k)
+        for p in (k + 1, k + 2) if self.reach > 0 else ():
+            self._estimated(window, p)      # started now: the one after next runs on the other thread meanwhile
+        own = own.result()
         luma, lsum = own.luma.copy(), np.ones(own.luma.shape, np.float32)
-        chroma, csum = own.chroma.copy(), np.ones(own.chroma.shape[:2], np.float32)
+        half, hsum = own.half.copy(), np.ones(own.half.shape[:2], np.float32)
+        scale = np.float32(-1 / (3 * SMOOTH_SCALE)) / (own.half_sigma * own.half_sigma)
+        h, w = luma.shape
         for d in (-1, 1) if self.reach > 0 else ():
             if window.frames[k + d].index == centre.index:
                 continue
-            other = self._estimated(window, k + d)
-            full, wf, where, wt = own.links[window.frames[k + d].index]
-            for est, mine, total, sigma, m, w, patch in ((other.luma, luma, lsum, own.sigma, full, wf, SMOOTH_PATCH),
-                                                         (other.chroma, chroma, csum, own.half_sigma, where, wt, SMOOTH_PATCH // 2 + 1)):
-                warped = cv2.remap(est, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                diff = cv2.subtract(warped, own.luma if est is other.luma else own.chroma)
-                sq = cv2.multiply(diff, diff)
-                sq = sq if sq.ndim == 2 else cv2.transform(sq, np.ones((1, sq.shape[2]), np.float32)) * np.float32(1 / sq.shape[2])
-                weight = cv2.exp(cv2.blur(sq, (patch, patch)) * (np.float32(-1 / SMOOTH_SCALE) / (sigma * sigma))) * w
-                mine += (weight[..., None] if mine.ndim == 3 else weight) * warped
-                total += weight
-        h, w = luma.shape
-        chroma = cv2.resize(chroma / csum[..., None], (w, h))
+            other = self._estimated(window, k + d).result()
+            full, where, wt = own.links[window.frames[k + d].index]
+            warped = cv2.remap(other.half, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            diff = cv2.subtract(warped, own.half)
+            sq = cv2.transform(cv2.multiply(diff, diff), np.ones((1, 3), np.float32))
+            weight = cv2.exp(cv2.blur(sq, (SMOOTH_PATCH, SMOOTH_PATCH)) * scale) * wt
+            half += weight[..., None] * warped
+            hsum += weight
+            wf = cv2.resize(weight, (w, h))
+            cv2.accumulateProduct(wf, cv2.remap(other.luma, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), luma)
+            cv2.accumulate(wf, lsum)
+        chroma = cv2.resize(half[..., 1:] / hsum[..., None], (w, h))
         return cv2.transform(cv2.merge([luma / lsum, chroma]), np.ascontiguousarray(OPPONENT.T))
 
-    def _estimated(self, window: Window, position: int) -> Shrunk:
-        """`_estimate` of the window's frame at `position`, on the frames within `reach` of it (computed once per frame)."""
+    def _estimated(self, window: Window, position: int) -> Future[Shrunk]:
+        """`_estimate` of the window's frame at `position` on the frames within `reach` of it, started
+        on the stage's two threads unless it already was (each frame's estimate is computed once)."""
         frame = window.frames[position]
         if frame.index not in self._shrunk:
             start = max(0, position - self.reach)
             near = Window(window.frames[start:position + self.reach + 1], position - start)
-            self._shrunk[frame.index] = self._estimate(frame, self._neighbours(near))
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(2, thread_name_prefix="denoise-fast")
+            self._shrunk[frame.index] = self._pool.submit(self._estimate, frame, self._neighbours(near))
         return self._shrunk[frame.index]
+
+    def _dis(self) -> FlowEstimator:
+        if not hasattr(self._local, "flow"):
+            self._local.flow = create_flow(self.fast_flow.name, scale=self.fast_flow.scale, **self.fast_flow.params)
+        return self._local.flow
 
     def _estimate(self, centre: Frame, neighbours: list[Frame]) -> Shrunk:
         """The fast path's estimate of one frame before the smoothing: flow, weights and chroma at half size,
@@ -388,7 +405,7 @@ class Denoise(Stage):
         links = {}
         for f in neighbours:
             nb = self._half(f)
-            where = grid + self.fast_flow.flow_prepared(c.grey, nb.grey)
+            where = grid + self._dis().flow_prepared(c.grey, nb.grey)
             warped = cv2.remap(nb.half, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             diff = cv2.subtract(warped, c.half)
             sq = cv2.transform(cv2.multiply(diff, diff), np.ones((1, 3), np.float32))
@@ -407,7 +424,7 @@ class Denoise(Stage):
             cv2.accumulateProduct(wf, cv2.remap(nb.luma, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), luma)
             cv2.accumulate(wf, lsum)
             if abs(f.index - centre.index) == 1:
-                links[f.index] = (full, wf, where, wt)
+                links[f.index] = (full, where, wt)
         n_eff = wsum * wsum / wsq
         half_sigma = np.sqrt(var / n_eff)
         cut = self.threshold * FAST_GARROTE
@@ -416,7 +433,8 @@ class Denoise(Stage):
         sigma = cv2.resize(np.sqrt(pixel_var / n_eff), (w, h), interpolation=cv2.INTER_NEAREST)
         luma = shrink_planes(torch.from_numpy(luma / lsum)[None].to(self.device), sigma, FAST_SHIFTS, cut,
                              self.spectrum, garrote=True)[0].cpu().numpy()
-        return Shrunk(luma, np.ascontiguousarray(chroma), sigma, half_sigma, links)
+        small = cv2.resize(luma, (hw, hh), interpolation=cv2.INTER_AREA)
+        return Shrunk(luma, cv2.merge([small, chroma]), half_sigma, links)
 
 
 @register_stage("denoise")
