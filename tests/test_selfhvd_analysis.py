@@ -12,6 +12,7 @@ from conftest import psnr, run_cli, textured_scene
 from vidrestore.errors import VidrestoreError
 from vidrestore.flow import create_flow, occlusion_mask
 from vidrestore.io import read_frames
+from vidrestore.io.npy_rows import NpyRows
 from vidrestore.selfhvd import AnalysisSettings, analyze_video, select_sharp
 from vidrestore.selfhvd.selection import kept_sharp
 from vidrestore.selfhvd import analysis as analysis_mod
@@ -151,7 +152,7 @@ def test_analysis_is_cached_and_keyed_by_its_settings(shaky, tmp_path, monkeypat
     assert len(calls) == 1 and again.dir == first.dir
     other = analyze_video(shaky.blurry, AnalysisSettings(block=10), work_dir=tmp_path, progress=False)
     assert len(calls) == 2 and other.dir != first.dir
-    assert isinstance(first.frames, np.memmap) and first.frames.shape == (first.count, first.height, first.width, 3)
+    assert isinstance(first.frames, NpyRows) and first.frames.shape == (first.count, first.height, first.width, 3)
 
 
 @pytest.mark.parametrize("damage", ["analysis.json", "frames.npy", "marker"])

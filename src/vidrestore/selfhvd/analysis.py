@@ -4,7 +4,7 @@
 directory, keyed by the input's content hash and the settings (so training, a resumed run and
 `vidrestore analyze` share it, and a re-run skips the work):
 
-* ``frames.npy``   (T, H, W, 3) uint8 RGB: the training input, memory-mapped, read by crops;
+* ``frames.npy``   (T, H, W, 3) uint8 RGB: the training input, read by crops;
 * ``grey.npy``     (T, h, w) uint8 luma at the label flow's working scale;
 * ``next.npy``, ``prev.npy`` (T-1, h', w', 2) float16: flow t -> t+1 and t+1 -> t between
   consecutive frames at the alignment scale (half size by default), and ``next{k}.npy``,
@@ -29,7 +29,8 @@ result lost 0.5 dB on blurry frames (34.72 dB) and from a quarter 1.2 dB (33.98 
 preset stops at half size, they are estimated on half-size luma down to DIS's finest level and
 stored as estimated (the same field within 1e-4 px as the preset's upsampled one, a quarter of
 the data). They are most of the analysis' time. Everything is written with numpy's .npy
-format, so it is memory-mapped rather than loaded.
+format and read a frame (or a crop's rows) at a time through the file (`io.npy_rows`), so the
+job's memory does not grow with the video's length as it did memory-mapped.
 
 Which sharp frame supervises a blurry frame: the nearest selected frame in time, the sharper
 one on a tie. Sharp frames label themselves (zero
@@ -55,6 +56,7 @@ from ..errors import VidrestoreError
 from ..flow import FlowEstimator, backward_warp, create_flow, resize_field
 from ..io import Frame, VideoInfo, VideoReader, probe
 from ..io.cache import cache_ready, mark_complete
+from ..io.npy_rows import NpyRows
 from ..io.paths import atomic_write_text, config_key, content_hash
 from ..pipeline import default_work_dir
 from ..util.prefetch import prefetch
@@ -106,7 +108,7 @@ def to_u8(rgb: np.ndarray) -> np.ndarray:
 
 
 class VideoAnalysis:
-    """A finished analysis, memory-mapped from its folder (see the module docstring)."""
+    """A finished analysis, read from its folder a frame at a time (see the module docstring)."""
 
     def __init__(self, folder: Path):
         self.dir = Path(folder)
@@ -114,7 +116,7 @@ class VideoAnalysis:
         self.meta = meta
         self.settings = AnalysisSettings(**meta["settings"])
         self.width, self.height, self.count = meta["width"], meta["height"], meta["frames"]
-        load = lambda name: np.load(self.dir / name, mmap_mode="r")  # noqa: E731
+        load = lambda name: NpyRows(self.dir / name)  # noqa: E731
         self.frames = load("frames.npy")
         self.grey = load("grey.npy")
         self.next_flow = load("next.npy")
@@ -283,7 +285,7 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
     blank = np.zeros((height, width, 3), np.float32)
     h, w = label_flow.prepare(blank).shape
     ha, wa = align_flow.prepare(blank).shape
-    mm = lambda name, shape, dtype: np.lib.format.open_memmap(folder / name, "w+", dtype, shape)  # noqa: E731
+    mm = lambda name, shape, dtype: NpyRows.create(folder / name, shape, dtype)  # noqa: E731
     stored = mm("frames.npy", (n, height, width, 3), np.uint8)
     grey = mm("grey.npy", (n, h, w), np.uint8)
     reach = range(1, min(settings.align_reach, n - 1) + 1)
@@ -312,7 +314,7 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
     finally:
         bar.close()
     for a in (stored, grey, *nxt.values(), *prv.values()):
-        a.flush()
+        a.close()
     meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": width,
             "height": height, "fps": float(info.fps or 25), "settings": asdict(settings),
             "sharpness": meter.values().tolist(), "laplacian": meter.laplacian,
@@ -323,10 +325,10 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
 def _label_pass(folder: Path, partner: np.ndarray, settings: AnalysisSettings, progress: bool) -> None:
     """Flow and mask of each frame's label (from the working-scale luma written by the decode pass)."""
     flow = settings.flow(settings.label_scale)
-    grey = np.load(folder / "grey.npy", mmap_mode="r")
+    grey = NpyRows(folder / "grey.npy")
     n, h, w = grey.shape
-    lf = np.lib.format.open_memmap(folder / "label_flow.npy", "w+", np.float16, (n, h, w, 2))
-    lm = np.lib.format.open_memmap(folder / "label_mask.npy", "w+", np.uint8, (n, h, w))
+    lf = NpyRows.create(folder / "label_flow.npy", (n, h, w, 2), np.float16)
+    lm = NpyRows.create(folder / "label_mask.npy", (n, h, w), np.uint8)
     bar = progress_bar(n, "analyse (labels)", progress)
     try:
         for i, j in enumerate(partner):
@@ -340,5 +342,5 @@ def _label_pass(folder: Path, partner: np.ndarray, settings: AnalysisSettings, p
             bar.update(1)
     finally:
         bar.close()
-    lf.flush()
-    lm.flush()
+    for a in (grey, lf, lm):
+        a.close()
