@@ -56,7 +56,7 @@ SHARPNESS_SCALE = 0.5
 DEFAULT_BLOCK = 20
 DEFAULT_MIN_RATIO = 1.25
 DEFAULT_MAX_SPREAD = 1.5
-SHARPER_NEIGHBOUR = 1.2  # a selected frame with a neighbour this much sharper is still deblurred (`kept_sharp`)
+SHARPER_NEIGHBOUR = 1.25  # a selected frame with a neighbour this much sharper is still deblurred (`kept_sharp`)
 MIN_SHARP_SHARE = 0.05  # fewer selected frames than this share (or than 2) is "too few to train on"
 
 
