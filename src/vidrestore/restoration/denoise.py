@@ -345,7 +345,7 @@ class Denoise(Stage):
         for p in (k + 1, k + 2) if self.reach > 0 else ():
             self._estimated(window, p)      # started now: the one after next runs on the other thread meanwhile
         own = own.result()
-        luma, lsum = own.luma.copy(), np.ones(own.luma.shape, np.float32)
+        luma = own.luma.copy()
         half, hsum = own.half.copy(), np.ones(own.half.shape[:2], np.float32)
         scale = np.float32(-1 / (3 * SMOOTH_SCALE)) / (own.half_sigma * own.half_sigma)
         h, w = luma.shape
@@ -360,11 +360,10 @@ class Denoise(Stage):
             weight = cv2.exp(cv2.blur(sq, (SMOOTH_PATCH, SMOOTH_PATCH)) * scale) * wt
             half += weight[..., None] * warped
             hsum += weight
-            wf = cv2.resize(weight, (w, h))
-            cv2.accumulateProduct(wf, cv2.remap(other.luma, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), luma)
-            cv2.accumulate(wf, lsum)
-        chroma = cv2.resize(half[..., 1:] / hsum[..., None], (w, h))
-        return cv2.transform(cv2.merge([luma / lsum, chroma]), np.ascontiguousarray(OPPONENT.T))
+            warped = cv2.remap(other.luma, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            cv2.accumulateProduct(cv2.resize(weight, (w, h)), warped, luma)
+        chroma = cv2.resize(half[..., 1:] / hsum[..., None], (w, h))    # (the luma's weights: resizing is linear)
+        return cv2.transform(cv2.merge([luma / cv2.resize(hsum, (w, h)), chroma]), np.ascontiguousarray(OPPONENT.T))
 
     def _estimated(self, window: Window, position: int) -> Future[Shrunk]:
         """`_estimate` of the window's frame at `position` on the frames within `reach` of it, started
@@ -399,9 +398,9 @@ class Denoise(Stage):
         if self._grid is None or self._grid.shape[:2] != (hh, hw):
             self._grid = np.dstack(np.meshgrid(np.arange(hw, dtype=np.float32), np.arange(hh, dtype=np.float32)))
         grid = self._grid
-        ratio = np.float32([w / hw, h / hh])
+        to_full = np.float32([[w / hw, 0, (w / hw - 1) / 2], [0, h / hh, (h / hh - 1) / 2]])    # half-size pixel -> full-size
         acc, wsum, wsq = c.half.copy(), np.ones((hh, hw), np.float32), np.ones((hh, hw), np.float32)
-        luma, lsum = c.luma.copy(), np.ones((h, w), np.float32)
+        luma = c.luma.copy()
         links = {}
         for f in neighbours:
             nb = self._half(f)
@@ -419,10 +418,8 @@ class Denoise(Stage):
             acc += wt[..., None] * warped
             wsum += wt
             wsq += wt * wt
-            full = cv2.resize((where + np.float32(0.5)) * ratio - np.float32(0.5), (w, h))    # the same flow, at full size
-            wf = cv2.resize(wt, (w, h))
-            cv2.accumulateProduct(wf, cv2.remap(nb.luma, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), luma)
-            cv2.accumulate(wf, lsum)
+            full = cv2.resize(cv2.transform(where, to_full), (w, h))    # the same flow, at full size
+            cv2.accumulateProduct(cv2.resize(wt, (w, h)), cv2.remap(nb.luma, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), luma)
             if abs(f.index - centre.index) == 1:
                 links[f.index] = (full, where, wt)
         n_eff = wsum * wsum / wsq
@@ -431,7 +428,7 @@ class Denoise(Stage):
         chroma = torch.from_numpy(acc / wsum[..., None]).permute(2, 0, 1)[1:].to(self.device)
         chroma = shrink_planes(chroma, half_sigma, FAST_SHIFTS[:1], cut, garrote=True).permute(1, 2, 0).cpu().numpy()
         sigma = cv2.resize(np.sqrt(pixel_var / n_eff), (w, h), interpolation=cv2.INTER_NEAREST)
-        luma = shrink_planes(torch.from_numpy(luma / lsum)[None].to(self.device), sigma, FAST_SHIFTS, cut,
+        luma = shrink_planes(torch.from_numpy(luma / cv2.resize(wsum, (w, h)))[None].to(self.device), sigma, FAST_SHIFTS, cut,
                              self.spectrum, garrote=True)[0].cpu().numpy()
         small = cv2.resize(luma, (hw, hh), interpolation=cv2.INTER_AREA)
         return Shrunk(luma, cv2.merge([small, chroma]), half_sigma, links)
