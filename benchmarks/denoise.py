@@ -11,9 +11,11 @@
    H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y.
 4. Speed at 1280x720 (20 frames of sam2_01_dog with sigma 25): the denoise stage alone on decoded
    frames (full path, --fast, --fast --radius 1; their PSNR), the whole `denoise` job (decode, noise
-   analysis, stage, FFV1 encode), and ffmpeg nlmeans at its default strength on the same frames,
-   each on one thread, taking turns twice; frames/s from the best wall time and from its CPU time,
-   and the ratios to nlmeans.
+   analysis, stage, FFV1 encode), and ffmpeg nlmeans at its default strength on the same frames on
+   one thread and on two, taking turns twice; frames/s from the best wall time and from its CPU time
+   (all threads), and the ratios to nlmeans. Run with OMP_NUM_THREADS=1, the stage's torch steps take
+   one thread; OpenCV keeps its own pool (one thread per core), and the fast path computes two
+   frames' estimates at a time on threads of its own.
 5. A clean clip (the first sharp crop) through `denoise`: PSNR against its input.
 7. Chains: `synth handheld` with sensor noise (first --chain-frames frames of sam2_01_dog, half
    size, Poisson-Gaussian 0.01/0.005) through `restore -s denoise`, `-s lucky` (lucky-frame
@@ -75,11 +77,11 @@ def mean_psnr(out: list[np.ndarray], gt: list[np.ndarray], channel: str = "rgb")
     return float(np.mean([psnr(a, b, channel=channel) for a, b in zip(out, gt)]))
 
 
-def ffmpeg(src: Path, dst: Path, vf: str, threads: bool = False) -> float:
-    """Run one ffmpeg filter to FFV1; returns the wall time."""
+def ffmpeg(src: Path, dst: Path, vf: str, threads: int = 0) -> float:
+    """Run one ffmpeg filter to FFV1 (on `threads` threads; 0: ffmpeg's choice); returns the wall time."""
     t0 = time.perf_counter()
-    one = ["-threads", "1", "-filter_threads", "1"] if threads else []
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *one, "-i", str(src), "-vf", vf,
+    count = ["-threads", str(threads), "-filter_threads", str(threads)] if threads else []
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *count, "-i", str(src), "-vf", vf,
                     "-c:v", "ffv1", str(dst)], check=True)
     return time.perf_counter() - t0
 
@@ -189,8 +191,8 @@ def compression(data: Path, out: Path, n: int) -> list[dict]:
 
 def speed(data: Path, out: Path, repeats: int = 2) -> dict:
     """Frames/s of the denoise stage (full path, fast path, fast path with one neighbour each side) and of
-    ffmpeg nlmeans, one thread each, taking turns `repeats` times: the best wall time of each (least
-    disturbed by other jobs) and its CPU time."""
+    ffmpeg nlmeans on one thread and on two, taking turns `repeats` times: the best wall time of each
+    (least disturbed by other jobs) and its CPU time."""
     r = synth_noise(data / SHARP[0], out / "speed", sigma=25, frames=20, overwrite=True, progress=False)
     decoded = [Frame(f.index, f.pts, f.time_base, f.rgb) for f in read_frames(r.degraded)]
     gt = frames(r.gt)
@@ -203,7 +205,7 @@ def speed(data: Path, out: Path, repeats: int = 2) -> dict:
         dst = out / f"speed/{name}.mkv"
         row[f"{name}_job_fps"] = n / ours(stage, r.degraded, dst, out / "work")
         row[f"{name}_psnr"] = mean_psnr(frames(dst), gt)
-    wall: dict[str, list[float]] = {k: [] for k in (*stages, "nlmeans")}
+    wall: dict[str, list[float]] = {k: [] for k in (*stages, "nlmeans", "nlmeans_2t")}
     cpu: dict[str, list[float]] = {k: [] for k in wall}
     for _ in range(repeats):
         for name, stage in stages.items():
@@ -212,15 +214,17 @@ def speed(data: Path, out: Path, repeats: int = 2) -> dict:
                 pass
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
-        c0 = children_cpu()
-        wall["nlmeans"].append(ffmpeg(r.degraded, out / "speed/nlmeans.mkv", "nlmeans", threads=True))
-        cpu["nlmeans"].append(children_cpu() - c0)
+        for name, threads in (("nlmeans", 1), ("nlmeans_2t", 2)):
+            c0 = children_cpu()
+            wall[name].append(ffmpeg(r.degraded, out / f"speed/{name}.mkv", "nlmeans", threads))
+            cpu[name].append(children_cpu() - c0)
     for name in wall:
         best = int(np.argmin(wall[name]))
         row[f"{name}_fps"], row[f"{name}_cpu_fps"] = n / wall[name][best], n / cpu[name][best]
     for name in stages:
         row[f"{name}_vs_nlmeans"] = row[f"{name}_fps"] / row["nlmeans_fps"]
         row[f"{name}_cpu_vs_nlmeans"] = row[f"{name}_cpu_fps"] / row["nlmeans_cpu_fps"]
+        row[f"{name}_vs_nlmeans_2t"] = row[f"{name}_fps"] / row["nlmeans_2t_fps"]
     row["load_after"] = os.getloadavg()[0]
     return row
 
