@@ -249,6 +249,7 @@ class Denoise(Stage):
         self._prepared: dict[int, np.ndarray] = {}
         self._halves: dict[int, HalfFrame] = {}
         self._shrunk: dict[int, Future[Shrunk]] = {}
+        self._last = -1     # the index of the last frame processed
         self._pool: ThreadPoolExecutor | None = None    # the fast path's two estimates at a time
         self._local = threading.local()                 # each thread's own DIS (one is not shared between threads)
         self._grid: np.ndarray | None = None    # pixel coordinates at half size (the fast path's)
@@ -304,9 +305,14 @@ class Denoise(Stage):
         return out
 
     def process(self, window: Window) -> np.ndarray:
+        caches = (self._prepared, self._halves, self._shrunk)
+        if window.index <= self._last:      # a new run (another video, or the same one again): nothing carries over
+            for cache in caches:
+                cache.clear()
+        self._last = window.index
         x = window.frame.rgb.astype(np.float32, copy=False)
         out = self._fast(window) if self.fast else self._full(window, x)
-        for cache in (self._prepared, self._halves, self._shrunk):
+        for cache in caches:
             for old in [i for i in cache if i < window.index - self.radius]:
                 del cache[old]
         if self.strength < 1:
