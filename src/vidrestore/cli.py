@@ -556,7 +556,7 @@ def _denoise_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore denoise noisy.mp4 -o clean.mp4",
         "vidrestore denoise noisy.mp4 -o softer.mp4 --strength 0.7     # 70 % of the way from the input to the result",
         "vidrestore denoise noisy.mp4 -o clean.mkv --radius 3 --codec ffv1",
-        "vidrestore denoise noisy.mp4 -o quick.mp4 --fast             # about 7x faster, up to 2.2 dB lower",
+        "vidrestore denoise noisy.mp4 -o quick.mp4 --fast             # about 6x faster, up to 2.3 dB lower",
         "(an interrupted run resumes when the same command is run again)",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
@@ -588,7 +588,7 @@ def _denoise_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--radius", type=_int_at_least(0), default=None,
                    help="frames each side averaged along the motion (default 4; 2 with --fast)")
     p.add_argument("--fast", action="store_true",
-                   help="the fast path: flow and chroma at half size, two DCT grids (about 7x faster, up to 2.2 dB lower)")
+                   help="the fast path: flow and chroma at half size, two DCT grids (about 6x faster, up to 2.3 dB lower)")
 
 
 @_subcommand

@@ -41,8 +41,9 @@ For frame t and each neighbour j within `radius` frames:
    DCT thresholds follow the noise's measured spectrum (camera noise is stronger in the low
    frequencies). The Wiener step added 0.2-0.3 dB on synthesized and real noise.
 
-**Fast path** (`fast=True`, `vidrestore denoise --fast`): the same steps, cut for speed (about 7x the
-full path; 8-9 frames/s of one core's time at 1280x720, benchmarks/denoise.py). Frames are taken
+**Fast path** (`fast=True`, `vidrestore denoise --fast`): the same steps, cut for speed (about 6x the
+full path per CPU second; at 1280x720 about 8 frames/s of CPU time and 14.7 by the clock on two free
+cores, benchmarks/denoise.py). Frames are taken
 to opponent colour (the DCT step's orthonormal luma/chroma transform); DIS at its ULTRAFAST
 preset runs on the luma at half size; the chroma channels (which 4:2:0 video stores at half size
 anyway) and the patch distances (3x3 patches at half size, against the variance of a 2x2 mean,
