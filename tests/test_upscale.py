@@ -252,7 +252,8 @@ def test_one_back_projection_step_keeps_moving_aliased_frames_steadier_than_thre
 
 
 def test_average_aligned_weighs_neighbours_by_their_trust():
-    """Known answers: still neighbours fully trusted give the plain mean; untrusted ones leave the centre's image."""
+    """Known answers: still neighbours fully trusted give the plain mean, at weight 0.1 a tenth of their say;
+    untrusted ones leave the centre's image."""
     from vidrestore.restoration.kernel_fusion import Alignment, average_aligned
 
     rng = np.random.default_rng(0)
@@ -264,6 +265,8 @@ def test_average_aligned_weighs_neighbours_by_their_trust():
 
     mean = (images[0] + images[1] + images[2]) / 3
     assert np.abs(average_aligned(images, aligned(1.0), 1, 2) - mean).max() < 1e-6
+    tenth = (images[1] + 0.1 * (images[0] + images[2])) / 1.2
+    assert np.abs(average_aligned(images, aligned(1.0), 1, 2, weight=0.1) - tenth).max() < 1e-6
     assert np.abs(average_aligned(images, aligned(0.0), 1, 2) - images[1]).max() < 1e-6
 
 

@@ -185,14 +185,14 @@ def fuse_luma(lumas: list[np.ndarray], centre: int, scale: int, aligned: dict[in
 
 
 def average_aligned(images: dict[int, np.ndarray], aligned: dict[int, Alignment], centre: int, scale: int,
-                    grid: str = "centre") -> np.ndarray:
+                    grid: str = "centre", weight: float = 1.0) -> np.ndarray:
     """High-resolution images of the window's frames (`centre`'s and those of `aligned`'s neighbours) warped
     onto the centre frame by the upsampled flows and averaged, each neighbour's pixels weighed by its trust
-    (upsampled), the centre's by 1: where no neighbour is trusted, the centre's image is returned."""
+    (upsampled) times `weight`, the centre's by 1: where no neighbour is trusted, the centre's image is returned."""
     num, den = images[centre].copy(), np.ones_like(images[centre])
     for j, a in aligned.items():
         warped, valid = backward_warp(images[j], _upsample(a.to_j, scale, grid, cv2.INTER_LINEAR) * np.float32(scale))
-        trust = _upsample(a.trust, scale, grid, cv2.INTER_LINEAR) * valid
+        trust = _upsample(a.trust, scale, grid, cv2.INTER_LINEAR) * valid * np.float32(weight)
         num += trust * warped
         den += trust
     return num / den

@@ -10,7 +10,8 @@ grid the user states (`kernel_fusion.origin`). Unless `fidelity` is
 set, a small network trained on the video's own frames (`internal_sr`, as ZSSR, Shocher et al.,
 CVPR 2018) refines that luma, back-projected onto the frame again (as ZSSR ends), and the detail it
 adds is averaged with its neighbours', aligned and trusted as the fusion's samples are, so that it
-does not flicker; with `fidelity` only observed samples are used. Chroma holds little
+does not flicker; so is the fusion itself, its neighbours' weighed by a tenth of their trust
+(`FUSION_WEIGHT`). With `fidelity` only the frame's own fusion of observed samples is used. Chroma holds little
 detail: it is upsampled bicubically.
 """
 
@@ -44,6 +45,7 @@ from .kernel_fusion import (
 SCALES = (2, 3, 4)
 ANALYSIS_VERSION = 2   # bump when the trained refiner changes meaning: cached analyses are keyed on it
 TRAIN_WINDOWS = 2      # windows, spread over the video, the refiner is trained on
+FUSION_WEIGHT = 0.1    # weight, times their trust, of the neighbours' fusions averaged with the frame's (learned path)
 
 
 def with_luma(rgb: np.ndarray, y: np.ndarray, scale: int, grid: str = "centre") -> np.ndarray:
@@ -113,7 +115,7 @@ class Upscale(Stage):
 
     def config(self) -> dict:
         learned = {} if self.fidelity else {"version": ANALYSIS_VERSION, "steps": self.steps,
-                                            "detail_radius": self.detail_radius}
+                                            "detail_radius": self.detail_radius, "fusion_weight": FUSION_WEIGHT}
         return {"scale": self.scale, "radius": self.fuse_radius, "psf": self.psf_stated, "grid": self.grid,
                 "fidelity": self.fidelity, "flow": self.flow.config(), **learned}
 
@@ -201,8 +203,10 @@ class Upscale(Stage):
             sub = near(window.index, self.detail_radius)
             centre = sub.index(order.index(window.index))
             aligned = align([lumas[k] for k in sub], centre, lambda a, b: flow_between(sub[a], sub[b]))
+            fusions = {n: detail(order[k])[1] for n, k in enumerate(sub)}
             details = {n: detail(order[k])[2] for n, k in enumerate(sub)}
-            y = detail(window.index)[1] + average_aligned(details, aligned, centre, self.scale, self.grid)
+            y = (average_aligned(fusions, aligned, centre, self.scale, self.grid, FUSION_WEIGHT)
+                 + average_aligned(details, aligned, centre, self.scale, self.grid))
         return with_luma(window.frame.rgb, y, self.scale, self.grid)
 
 
