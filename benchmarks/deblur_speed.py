@@ -6,15 +6,20 @@ Measures `restore_frame` (aligning the window with the cached flows, the fusion 
 network over overlapping tiles) on a 1280x720 clip made from the shared "dog" footage (or a
 synthetic clip when the footage is absent), with the untrained default U-Net (speed does not
 depend on the weights). Rows: eager, channels-last, torch.compile (its first call, which
-compiles, is timed apart), each with 512-px tiles and whole frames; on CUDA also bf16 autocast.
+compiles, is timed apart), each with 512-px tiles and whole frames, as `deblur` runs them (on a CPU
+with native bf16, under bf16 autocast, `infer.network_precision`, with freed memory reused,
+`util.memory`); on the CPU first channels-last without either, then with the second alone; on
+CUDA also bf16 autocast.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -22,10 +27,12 @@ import torch
 from vidrestore.io import EncodeSettings, write_video
 from vidrestore.models import create_model
 from vidrestore.selfhvd import analyze_video
+from vidrestore.selfhvd import infer
 from vidrestore.selfhvd.infer import restore_frame
 from vidrestore.selfhvd.sampling import window_indices
 from vidrestore.selfhvd.train import resolve_device
 from vidrestore.synth.source import source_clip
+from vidrestore.util.memory import reuse_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,8 +75,16 @@ def main() -> None:
         print(f"\nSelfHVD inference, 1280x720, default network ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters), "
               f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
         print("| variant | tiles | s/frame | frames/s |\n|---|---|---:|---:|")
+        cl = create_model("unet").to(device).eval().to(memory_format=torch.channels_last)
+        if device.type == "cpu":  # what deblur's two CPU settings (bf16 autocast, freed memory reused) each bring
+            with mock.patch.object(infer, "network_precision", lambda m, d: contextlib.nullcontext()):
+                s = timed(restore_frame, frames, analysis, cl, device, 512, args.frames)
+                print(f"| channels-last, float32, glibc's default allocation | 512 | {s:.3f} | {1 / s:.2f} |", flush=True)
+                reuse_freed_memory()
+                s = timed(restore_frame, frames, analysis, cl, device, 512, args.frames)
+                print(f"| channels-last, float32, freed memory reused | 512 | {s:.3f} | {1 / s:.2f} |", flush=True)
         rows = [("eager", model)]
-        rows.append(("channels-last", create_model("unet").to(device).eval().to(memory_format=torch.channels_last)))
+        rows.append(("channels-last (used by deblur)", cl))
         compiled = torch.compile(create_model("unet").to(device).eval().to(memory_format=torch.channels_last))
         for tile in (512, 0):
             for name, m in rows:

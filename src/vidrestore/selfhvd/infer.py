@@ -13,6 +13,7 @@ recurrent model therefore runs over the whole window of every frame, 2k+1 frames
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import cv2
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE, run_tiled
 from ..pipeline import Stage, Window
+from ..util.memory import reuse_freed_memory
 from .analysis import VideoAnalysis
 from .selection import SHARPER_NEIGHBOUR, kept_sharp
 from .window import fused, moving_share, window_input
@@ -52,12 +54,26 @@ def restore_frame(model: nn.Module, analysis: VideoAnalysis, frames: list[np.nda
     else:
         nf, pf = (torch.from_numpy(x).permute(0, 3, 1, 2)[None].to(device) for x in analysis.consecutive_flows(box, indices))
         x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].to(device)
-    out = run_tiled(model, [x, nf, pf, prior], model.multiple, tile, margin)
+    with network_precision(model, device):
+        out = run_tiled(model, [x, nf, pf, prior], model.multiple, tile, margin)
     k = 0 if model.outputs == "centre" else centre
     restored = out[0, k].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
     if model.aligned_input:
         restored = guard_moving(restored, fused(aligned, p), moving_share(analysis, i, indices, centre, aligned))
     return restored
+
+
+def network_precision(model: nn.Module, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast for window networks on CPUs that compute bf16 natively (AVX512-BF16, AMX).
+
+    On the CPU the network's time goes to memory-bound element-wise work on full-size activations,
+    which bf16 halves; a window network's output is a correction (fusion logits, a residual) over
+    a float32 blend of the frames, so the lost mantissa bits do not show in it.
+    """
+    native = device.type == "cpu" and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    if native and model.aligned_input:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def guard_moving(restored: np.ndarray, fusion: np.ndarray, share: np.ndarray) -> np.ndarray:
@@ -94,6 +110,8 @@ class DeblurStage(Stage):
         self.tile, self.margin = tile, margin
         self.digest = model_digest(model)
         self.kept = kept_sharp(analysis.selection.sharp, analysis.laplacian, self.radius)
+        if device.type == "cpu":  # full-size tiles: stop faulting in fresh pages for every layer (util.memory)
+            reuse_freed_memory()
 
     def config(self) -> dict:
         return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
