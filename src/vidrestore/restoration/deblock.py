@@ -40,7 +40,7 @@ from ..io.colour import luma
 from ..io.probe import VideoInfo
 from ..io.reader import Frame
 from ..pipeline import Window, register_stage
-from . import deblock_net
+from . import deblock_net, residual_cnn
 from .codec_qp import FrameQP, h264_step, read_qp
 from .denoise import Denoise
 
@@ -97,7 +97,7 @@ class Deblock(Denoise):
         (cache_dir / "qp.json").write_text(json.dumps({"blocks": [q.block for q in qp], "mean_qp": mean_qp}))
         if self.learned:
             net = self.train(frames, len(qp), round(mean_qp) + self.offset)
-            deblock_net.save(net, cache_dir / "deblocker.safetensors")
+            residual_cnn.save(net, cache_dir / "deblocker.safetensors")
 
     def train(self, frames: Iterator[Frame], count: int, qp: int) -> nn.Module:
         """The learned path's network, trained on TRAIN_SEGMENTS runs of frames spread over the video, each
@@ -116,7 +116,7 @@ class Deblock(Denoise):
                 inputs.append(deblock_net.aligned_stack([coded[k] for k in near], self.net_radius, self.net_flow,
                                                         [prepared[k] for k in near]))
                 targets.append(luma(kept[run[c]]))
-        return deblock_net.train(inputs, targets, self.steps, self.device)
+        return residual_cnn.train(inputs, targets, self.steps, self.device)
 
     def load(self, cache_dir: Path) -> None:
         meta = json.loads((cache_dir / "qp.json").read_text())
@@ -124,7 +124,7 @@ class Deblock(Denoise):
             self.qp = [FrameQP(data[f"arr_{i}"], b) for i, b in enumerate(meta["blocks"])]
         self.mean_qp = meta["mean_qp"]
         if self.learned:
-            self.net = deblock_net.load(cache_dir / "deblocker.safetensors", self.device)
+            self.net = residual_cnn.load(cache_dir / "deblocker.safetensors", self.device)
 
     def process(self, window: Window) -> np.ndarray:
         if not self.learned:
@@ -140,7 +140,7 @@ class Deblock(Denoise):
         for old in [i for i in cache if i < window.index - self.radius]:
             del cache[old]
         stack = deblock_net.aligned_stack(lumas, window.center, self.net_flow, [cache[f.index] for f in window.frames])
-        out = x + (deblock_net.apply(self.net, stack) - lumas[window.center])[..., None] * np.float32(self.strength)
+        out = x + (residual_cnn.apply(self.net, stack)[0] - lumas[window.center])[..., None] * np.float32(self.strength)
         return np.clip(out, 0.0, 1.0, out=out)
 
     @property

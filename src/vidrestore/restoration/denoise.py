@@ -70,8 +70,12 @@ sigma^2(x) comes from the noise profile, level against intensity per channel
 (`noise_level.temporal_scale`: camera noise is correlated between neighbouring pixels), measured
 in an analysis pass over frames spread through the video and reported. `strength` blends the input (0) and the full result (1).
 
-This is the classical path and the start the learned path (Noise2Noise across aligned frames:
-Dewil et al., WACV 2021; Sheth et al., ICCV 2021) would refine.
+**Learned path** (`learned=True`, `vidrestore denoise --learned`; `denoise_net`): Noise2Noise
+across aligned frames (Dewil et al., WACV 2021; Sheth et al., ICCV 2021). In the analysis pass a
+small residual CNN (`residual_cnn`) is trained, for a step budget, on runs of frames spread over the
+video to correct the full path's estimate of a frame made without one of its neighbours, towards
+that neighbour warped onto it (masked where the warp cannot be trusted); it then corrects every
+frame's estimate. It is cached with the noise analysis (resumable).
 
 References:
     Buades, Coll, Morel, "A non-local algorithm for image denoising", CVPR 2005.
@@ -87,22 +91,26 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import VidrestoreError
 from ..flow import FlowEstimator, backward_warp, create_flow
 from ..io.probe import VideoInfo
 from ..io.reader import Frame
 from ..pipeline import Stage, Window, register_stage
+from . import denoise_net, residual_cnn
 from .dct_shrink import B, DCT, OPPONENT, dct_shrink, shrink_planes
 from .noise_level import NoiseProfile, estimate_noise, noise_spectrum, pair_level, scaled, temporal_scale
 
 ANALYSIS_VERSION = 1  # bump when the analysis (noise.json) changes meaning: cached analyses are keyed on it
+NET_VERSION = 1       # bump when the learned path's training changes meaning (its cached network is keyed on it)
+STEPS = 1000          # the learned path's default training steps
 PROFILE_FRAMES = 8   # frames, spread over the video, the noise is measured on
 PATCH = 5            # side of the patch of the temporal distance
 FLOW_SIGMA = 1.0     # Gaussian blur (pixels, at full size) before the half-size flow
@@ -223,6 +231,8 @@ class Denoise(Stage):
         device: where the DCT step runs ("auto": CUDA when present, "cpu", "cuda"); flow and
             warping run on the CPU (OpenCV).
         fast: the fast path of the module docstring (its own flow; `flow_preset` is not used).
+        learned: the learned path of the module docstring, started from the full path (not with `fast`).
+        steps: the learned path's training steps.
     """
 
     name = "denoise"
@@ -231,13 +241,18 @@ class Denoise(Stage):
     step = 4    # DCT block spacing: step 2 gained 0.4 dB at sigma 25 for 3x the time
 
     def __init__(self, radius: int | None = None, strength: float = 1.0, h: float = 2.0, threshold: float = 2.7,
-                 flow_preset: str = "medium", device: str = "auto", fast: bool = False):
+                 flow_preset: str = "medium", device: str = "auto", fast: bool = False, learned: bool = False,
+                 steps: int = STEPS):
         from ..selfhvd.train import resolve_device
 
         radius = (FAST_RADIUS if fast else RADIUS) if radius is None else radius
-        if radius < 0 or not 0 <= strength <= 1 or h <= 0 or threshold <= 0:
-            raise VidrestoreError(f"{self.name} needs radius >= 0, strength in [0, 1], h > 0 and threshold > 0 "
-                                  f"(got {radius}, {strength}, {h}, {threshold})")
+        if radius < 0 or not 0 <= strength <= 1 or h <= 0 or threshold <= 0 or steps < 1:
+            raise VidrestoreError(f"{self.name} needs radius >= 0, strength in [0, 1], h > 0, threshold > 0 and steps >= 1 "
+                                  f"(got {radius}, {strength}, {h}, {threshold}, {steps})")
+        if fast and learned:
+            raise VidrestoreError(f"{self.name}'s learned path starts from the full path: --fast and --learned do not go together")
+        self.n2n_steps = int(steps) if learned else 0    # the learned path's training steps (0: classical)
+        self.net: nn.Module | None = None
         self.reach, self.strength, self.h, self.threshold = int(radius), float(strength), float(h), float(threshold)
         self.fast = bool(fast)
         # the window: the fast path smooths over one frame more and computes the estimate one further ahead meanwhile
@@ -257,15 +272,20 @@ class Denoise(Stage):
 
     def config(self) -> dict:
         return {"version": ANALYSIS_VERSION, "radius": self.reach, "strength": self.strength, "h": self.h, "threshold": self.threshold,
-                "tapered": self.tapered, "flow": self.flow.config(), **({"fast": True, "fast_flow": self.fast_flow.config()} if self.fast else {})}
+                "tapered": self.tapered, "flow": self.flow.config(), **({"fast": True, "fast_flow": self.fast_flow.config()} if self.fast else {}),
+                **({"n2n": {"version": NET_VERSION, "steps": self.n2n_steps}} if self.n2n_steps else {})}
 
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
         count = max(1, info.frame_count or 1)
         picks = set(np.linspace(0, count - 1, min(count, PROFILE_FRAMES)).round().astype(int).tolist())
-        singles, levels, prev = [], [], None
+        runs = self._training_runs(count) if self.n2n_steps else []
+        wanted = {i for run in runs for i in run}
+        singles, levels, prev, kept = [], [], None, {}
         for f in frames:
             if f.index in picks:
                 singles.append(f.rgb)
+            if f.index in wanted:
+                kept[f.index] = replace(f, rgb=denoise_net.centre_crop(f.rgb))
             if prev is not None and prev.index in picks:
                 level = pair_level(prev.rgb, f.rgb, self.flow(_flow_input(prev.rgb), _flow_input(f.rgb)))
                 levels += [level] if level is not None else []
@@ -274,11 +294,46 @@ class Denoise(Stage):
         factor = temporal_scale(profile, levels)
         noise = {**scaled(profile, factor).to_dict(), "temporal_scale": factor, "spectrum": noise_spectrum(levels).tolist()}
         (cache_dir / "noise.json").write_text(json.dumps(noise, indent=1))
+        if self.n2n_steps:
+            self.load(cache_dir)
+            residual_cnn.save(self._train([[kept[i] for i in run if i in kept] for run in runs]), cache_dir / "denoiser.safetensors")
+
+    @staticmethod
+    def _training_runs(count: int) -> list[list[int]]:
+        starts = np.linspace(0, max(0, count - denoise_net.SEGMENT_FRAMES), denoise_net.TRAIN_SEGMENTS).round().astype(int)
+        return [list(r) for r in dict.fromkeys(tuple(range(s, min(count, s + denoise_net.SEGMENT_FRAMES))) for s in starts.tolist())]
+
+    def _train(self, runs: list[list[Frame]]) -> nn.Module:
+        """The learned path's network (module docstring): each frame's full-path estimate without its partner
+        (the next frame for even positions in the run, the previous for odd ones), the partner warped onto it
+        as the target, the mask of `denoise_net.target_and_mask`."""
+        inputs, targets, masks = [], [], []
+        for run in runs:
+            for c, f in enumerate(run):
+                d = c + 1 if c % 2 == 0 else c - 1
+                d = d if 0 <= d < len(run) else c - 1
+                if not 0 <= d < len(run):
+                    continue
+                others = [g for k, g in enumerate(run) if k not in (c, d) and abs(k - c) <= self.reach]
+                estimate = self._full(Window((f, *others), 0), f.rgb)
+                partner = run[d]
+                target, mask = denoise_net.target_and_mask(
+                    f.rgb, partner.rgb, self.flow(_flow_input(f.rgb), _flow_input(partner.rgb)),
+                    self.flow(_flow_input(partner.rgb), _flow_input(f.rgb)), self.variance(f.rgb, f.index))
+                inputs.append(denoise_net.stack(estimate, self._full(Window((f,), 0), f.rgb), f.rgb))
+                targets.append(target)
+                masks.append(mask)
+        self._prepared.clear()      # the crops' flow inputs, keyed by the frames' indices
+        if not inputs:
+            return residual_cnn.residual_cnn(9, 3).eval()     # a one-frame video: the identity
+        return residual_cnn.train(inputs, targets, self.n2n_steps, self.device, masks=masks)
 
     def load(self, cache_dir: Path) -> None:
         noise = json.loads((cache_dir / "noise.json").read_text())
         self.profile = NoiseProfile.from_dict(noise)
         self.spectrum = np.array(noise["spectrum"], np.float32)
+        if self.n2n_steps and (cache_dir / "denoiser.safetensors").exists():
+            self.net = residual_cnn.load(cache_dir / "denoiser.safetensors", self.device)
 
     @property
     def summary(self) -> dict:
@@ -313,6 +368,11 @@ class Denoise(Stage):
         self._last = window.index
         x = window.frame.rgb.astype(np.float32, copy=False)
         out = self._fast(window) if self.fast else self._full(window, x)
+        if self.n2n_steps:
+            if self.net is None:
+                raise VidrestoreError(f"{self.name}'s learned path needs its analysis pass: run it through vidrestore.restore()")
+            spatial = self._full(Window((window.frame,), 0), x)
+            out = np.ascontiguousarray(residual_cnn.apply(self.net, denoise_net.stack(out, spatial, x)).transpose(1, 2, 0))
         for cache in caches:
             for old in [i for i in cache if i < window.index - self.radius]:
                 del cache[old]
@@ -443,5 +503,6 @@ class Denoise(Stage):
 
 @register_stage("denoise")
 def _denoise(radius: int | None = None, strength: float = 1.0, h: float = 2.0, threshold: float = 2.7,
-             flow_preset: str = "medium", device: str = "auto", fast: bool = False) -> Denoise:
-    return Denoise(radius, strength, h, threshold, flow_preset, device, fast)
+             flow_preset: str = "medium", device: str = "auto", fast: bool = False, learned: bool = False,
+             steps: int = STEPS) -> Denoise:
+    return Denoise(radius, strength, h, threshold, flow_preset, device, fast, learned, steps)
