@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import decoded_times, psnr, run_cli, stream_packets
+from conftest import decoded_times, run_cli, stream_packets
 from vidrestore.errors import VidrestoreError
 from vidrestore.flow import backward_warp
 from vidrestore.io import EncodeSettings, probe, read_frames
@@ -20,7 +20,7 @@ from vidrestore.selfhvd.deblur import deblur, trained_model
 from vidrestore.selfhvd.sampling import Batch, Sampler
 from vidrestore.selfhvd.selection import kept_sharp
 from vidrestore.selfhvd.train import Budget, TrainSettings, sis, train
-from vidrestore.synth.handheld import load_labels, synth_handheld
+from vidrestore.synth.handheld import synth_handheld
 from vidrestore.synth.shake import ShakeSettings
 
 TINY = dict(crop=64, batch=2)
