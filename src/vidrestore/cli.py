@@ -557,6 +557,7 @@ def _denoise_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore denoise noisy.mp4 -o softer.mp4 --strength 0.7     # 70 % of the way from the input to the result",
         "vidrestore denoise noisy.mp4 -o clean.mkv --radius 3 --codec ffv1",
         "vidrestore denoise noisy.mp4 -o quick.mp4 --fast             # about 6x faster, up to 2.3 dB lower",
+        "vidrestore denoise noisy.mp4 -o out.mp4 --learned           # a CNN trained on the video (Noise2Noise): not better yet",
         "(an interrupted run resumes when the same command is run again)",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
