@@ -367,17 +367,22 @@ def test_learned_deblock_network_learns_the_way_back_on_unseen_frames(clean_clip
 def test_learned_deblock_stage_trains_once_and_resumes(crf40, tmp_path):
     """`deblock --learned` trains in the analysis pass and caches the network with the quantiser; the CLI
     (--learned --steps) run with the same work folder reuses it and makes the same frames."""
+    _trains_once_and_resumes(crf40.degraded, tmp_path, Deblock(learned=True, steps=5), "deblock", "deblocker.safetensors")
+
+
+def _trains_once_and_resumes(src, tmp_path, stage, command: str, model_name: str) -> list[np.ndarray]:
+    """`stage` (a learned path at 5 steps) run through restore, then `command --learned --steps 5` with the same
+    work folder: the cached network is neither retrained nor duplicated and the frames are the same. Returns them."""
     work = tmp_path / "work"
-    restore(crf40.degraded, tmp_path / "a.mkv", [Deblock(learned=True, steps=5)], EncodeSettings("ffv1"),
-            progress=False, work_dir=work)
-    model = next(work.rglob("deblocker.safetensors"))
+    restore(src, tmp_path / "a.mkv", [stage], EncodeSettings("ffv1"), progress=False, work_dir=work)
+    model = next(work.rglob(model_name))
     stamp = model.stat().st_mtime_ns
-    r = run_cli("deblock", crf40.degraded, "-o", tmp_path / "b.mkv", "--codec", "ffv1", "--learned", "--steps", "5",
-                "--work-dir", work, "-q")
+    r = run_cli(command, src, "-o", tmp_path / "b.mkv", "--codec", "ffv1", "--learned", "--steps", "5", "--work-dir", work, "-q")
     assert r.returncode == 0, r.stderr
-    assert list(work.rglob("deblocker.safetensors")) == [model] and model.stat().st_mtime_ns == stamp
+    assert list(work.rglob(model_name)) == [model] and model.stat().st_mtime_ns == stamp
     a, b = _frames(tmp_path / "a.mkv"), _frames(tmp_path / "b.mkv")
     assert len(a) == N and all(np.array_equal(x, y) for x, y in zip(a, b))
+    return a
 
 
 # --- denoise --learned (Noise2Noise across aligned frames) ---------------------------------------
@@ -442,17 +447,7 @@ def test_learned_denoise_stage_trains_once_and_resumes(noisy25, tmp_path):
     """`denoise --learned` trains in the analysis pass and caches the network with the noise profile; the CLI
     (--learned --steps) run with the same work folder reuses it and makes the same frames, which differ
     from the classical path's; --fast with --learned is refused in one line."""
-    work = tmp_path / "work"
-    restore(noisy25.degraded, tmp_path / "a.mkv", [Denoise(learned=True, steps=5)], EncodeSettings("ffv1"),
-            progress=False, work_dir=work)
-    model = next(work.rglob("denoiser.safetensors"))
-    stamp = model.stat().st_mtime_ns
-    r = run_cli("denoise", noisy25.degraded, "-o", tmp_path / "b.mkv", "--codec", "ffv1", "--learned", "--steps", "5",
-                "--work-dir", work, "-q")
-    assert r.returncode == 0, r.stderr
-    assert list(work.rglob("denoiser.safetensors")) == [model] and model.stat().st_mtime_ns == stamp
-    a, b = _frames(tmp_path / "a.mkv"), _frames(tmp_path / "b.mkv")
-    assert len(a) == N and all(np.array_equal(x, y) for x, y in zip(a, b))
+    a = _trains_once_and_resumes(noisy25.degraded, tmp_path, Denoise(learned=True, steps=5), "denoise", "denoiser.safetensors")
     classical = _frames(_denoised(tmp_path, noisy25.degraded, Denoise(), "c.mkv"))
     assert not np.array_equal(a[N // 2], classical[N // 2])
     one_line_error(run_cli("denoise", noisy25.degraded, "-o", tmp_path / "d.mkv", "--fast", "--learned"), "--fast", "--learned")
