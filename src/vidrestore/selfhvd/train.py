@@ -53,7 +53,7 @@ from ..models import create_model
 from ..util.progress import progress_bar
 from . import ddp
 from .analysis import VideoAnalysis
-from .sampling import Batch, Sampler
+from .sampling import Batch, Sampler, loader_batches
 
 CHECKPOINT_S = 30.0
 _STATE_KEYS = {"model", "opt", "rng", "step", "elapsed", "stage1_steps", "loss_ema", "anchor"}
@@ -77,6 +77,9 @@ class TrainSettings:
         crop, batch, lr, seed: crops per step and their side, peak learning rate, random seed.
         processes: data-parallel processes that train together, each on batch / processes crops
             a step (`vidrestore.selfhvd.ddp`); 1: this process alone.
+        loaders: background processes that draw the batches (`sampling.loader_batches`), so that
+            a GPU does not wait for crops; 0: drawn in the training loop, from the seed's stream
+            alone (a step budget then reproduces exactly on the CPU, also across a resume).
     """
 
     model: str = "unet"
@@ -93,6 +96,7 @@ class TrainSettings:
     lr: float = 2e-4
     seed: int = 0
     processes: int = 1
+    loaders: int = 0
 
     def check(self) -> None:
         if self.recipe not in ("selfhvd", "ren"):
@@ -101,6 +105,8 @@ class TrainSettings:
             raise VidrestoreError("training needs 0 < stage1_share <= 1, 0 <= rscr_prob <= 1, crop >= 16, batch >= 1")
         if self.processes < 1 or self.batch % self.processes:
             raise VidrestoreError(f"a batch of {self.batch} crops cannot be shared evenly by {self.processes} processes")
+        if self.loaders < 0:
+            raise VidrestoreError("loaders must be 0 or more")
 
     @property
     def two_stages(self) -> bool:
@@ -286,6 +292,8 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
     if anchor is not None:
         anchor.to(device).eval().requires_grad_(False)
     total = budget.steps if budget.steps is not None else int(budget.minutes * 60)
+    crops = settings.batch // settings.processes
+    batches, loader_rscr = loader_batches(sampler, crops, settings.loaders, [settings.seed, ddp.rank(), step]) if settings.loaders else (None, None)
     bar = progress_bar(total, f"train ({settings.recipe}, {budget})", progress, initial=min(total, step if budget.steps else int(elapsed)),
                        unit="step" if budget.steps is not None else "s")
     last_save = time.perf_counter()
@@ -309,7 +317,13 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
                 save()
             for g in opt.param_groups:
                 g["lr"] = learning_rate(settings.lr, frac)
-            batch = _tensors(sampler.batch(settings.batch // settings.processes, settings.rscr_prob if (stage2 and settings.sevd) else 0.0), device, rng)
+            rscr_prob = settings.rscr_prob if (stage2 and settings.sevd) else 0.0
+            if batches is None:
+                drawn = sampler.batch(crops, rscr_prob)
+            else:
+                loader_rscr.value = rscr_prob
+                drawn = next(batches)
+            batch = _tensors(drawn, device, rng)
             x, nf, pf, prior = batch["inputs"], batch["next_flow"], batch["prev_flow"], batch["prior"]
             if not stage2:
                 loss = masked_l1(net(x, nf, pf, prior), batch["label"], batch["mask"])
@@ -346,6 +360,7 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
                 last_save = time.perf_counter()
     finally:
         bar.close()
+        del batches  # ends the loader's processes
     ddp.check_in_step(model)
     save()
     info = {"recipe": asdict(settings), "budget": str(budget), "steps": step, "stage1_steps": stage1_steps,
