@@ -111,6 +111,29 @@ def training_clips(data: Path, work: Path, frames: int, scale: float, real_frame
         return [c.result() for c in clips]
 
 
+def plot_curve(model: Path, png: Path) -> None:
+    """The model's training curve (mean loss over each tenth of its budget, from its stored record) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vidrestore.models.checkpoint import read_checkpoint_info
+
+    t = read_checkpoint_info(model)["training"]
+    x = [(k + 0.5) / 10 for k in range(10)]
+    fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
+    ax.plot(x, t["loss_curve"], "o-")
+    ax.axvline(t["recipe"]["stage1_share"], color="grey", ls="--", lw=1)
+    ax.text(t["recipe"]["stage1_share"], min(t["loss_curve"]), " stage 2: SEVD + SCSCM", fontsize=8)
+    ax.set(xlabel="share of the training budget", ylabel="loss (mean per tenth)",
+           title=f"{model.name}: {t['steps']} steps, {t['budget']} on {t['device']}")
+    ax.title.set_fontsize(9)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -124,13 +147,20 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="processes that make and analyse the clips")
     ap.add_argument("--loaders", type=int, default=0, help="processes that draw the training crops (0: the training loop)")
     ap.add_argument("--batch", type=int, default=8, help="crops a step")
+    ap.add_argument("--curve", type=Path, help="also write the model's training curve to this PNG")
+    ap.add_argument("--plot-only", action="store_true", help="only write --curve for the existing --out")
     args = ap.parse_args()
+    if args.plot_only:
+        plot_curve(args.out, args.curve)
+        return
     clips = training_clips(args.data, args.work_dir, args.frames, args.scale, args.real_frames, args.jobs)
     print(f"{len(clips)} training clips", flush=True)
     settings = TrainSettings(model="unet", model_config=MODEL, crop=CROP, batch=args.batch, loaders=args.loaders)
     info = train_videos(clips, args.out, budget=Budget.parse(args.budget), settings=settings, device=args.device,
                         overwrite=True, work_dir=args.work_dir)
     print(f"wrote {args.out}: {info['steps']} steps, final loss {info['loss']:.4f}, {info['train_seconds']:.0f} s")
+    if args.curve:
+        plot_curve(args.out, args.curve)
 
 
 if __name__ == "__main__":

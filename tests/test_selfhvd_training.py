@@ -88,7 +88,8 @@ def test_background_loaders_draw_distinct_batches_and_follow_the_rscr_switch(ana
     first = [next(batches) for _ in range(4)]
     assert all(b.inputs.shape == (3, 5, 3, 64, 64) and b.label.shape == (3, 1, 3, 64, 64) for b in first)
     assert all(b.clean is None for b in first)  # RSCR off
-    assert len({b.inputs.tobytes() for b in first}) == 4  # each worker its own random stream
+    assert all(isinstance(b.inputs, torch.Tensor) for b in first)  # through shared memory, not pickled
+    assert len({b.inputs.numpy().tobytes() for b in first}) == 4  # each worker its own random stream
     rscr.value = 1.0
     later = [next(batches) for _ in range(14)]
     assert any(b.clean is not None for b in later[10:])  # drawn after the switch (eight were drawn ahead)

@@ -39,7 +39,7 @@ RSCR_REACH = 3
 
 @dataclass
 class Batch:
-    """Arrays of one batch (float32, channels first).
+    """Arrays of one batch (float32, channels first; tensors when drawn by `loader_batches`).
 
     Attributes:
         inputs: (B, T, 3, h, w) network input (after RSCR when asked for).
@@ -193,7 +193,10 @@ class _Batches(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([*self.seed, worker.id if worker is not None else 0])
         sampler = Sampler([VideoAnalysis(f) for f in self.folders], rng=rng, **self.options)
         while True:
-            yield sampler.batch(self.size, self.rscr_prob.value)
+            batch = sampler.batch(self.size, self.rscr_prob.value)
+            # as tensors, which reach the training process through shared memory; arrays would be
+            # pickled through a pipe, which for batches of tens of megabytes bounds the step rate
+            yield Batch(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(batch).items()})
 
 
 def loader_batches(sampler: Sampler, size: int, workers: int, seed: list[int]) -> tuple[Iterator[Batch], object]:

@@ -207,7 +207,7 @@ def _tensors(batch: Batch, device: torch.device, rng: np.random.Generator) -> di
         if x is None:
             out[k] = None
             continue
-        x = torch.from_numpy(x)
+        x = torch.as_tensor(x)
         if hflip:
             x = x.flip(-1)
         if vflip:
@@ -220,7 +220,7 @@ def _tensors(batch: Batch, device: torch.device, rng: np.random.Generator) -> di
             if transpose:
                 x = x.flip(-3)
         out[k] = x.contiguous().to(device)
-    out["coverage"] = torch.from_numpy(batch.coverage).to(device)
+    out["coverage"] = torch.as_tensor(batch.coverage).to(device)
     return out
 
 
