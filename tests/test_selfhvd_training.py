@@ -9,18 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import decoded_times, run_cli, stream_packets
+from conftest import decoded_times, psnr, run_cli, stream_packets
 from vidrestore.errors import VidrestoreError
 from vidrestore.flow import backward_warp
-from vidrestore.io import EncodeSettings, probe, read_frames
+from vidrestore.io import EncodeSettings, probe, read_frames, write_video
 from vidrestore.models.checkpoint import read_checkpoint_info
-from vidrestore.selfhvd import analyze_video
+from vidrestore.selfhvd import AnalysisSettings, analyze_video
 from vidrestore.selfhvd import train as train_mod
 from vidrestore.selfhvd.deblur import deblur, trained_model
+from vidrestore.selfhvd.analysis import detail_factor
+from vidrestore.selfhvd.infer import add_change
 from vidrestore.selfhvd.sampling import Batch, Sampler, loader_batches
 from vidrestore.selfhvd.selection import kept_sharp
 from vidrestore.selfhvd.train import Budget, TrainSettings, sis, train
-from vidrestore.synth.handheld import synth_handheld
+from vidrestore.synth.handheld import load_labels, synth_handheld
 from vidrestore.synth.shake import ShakeSettings
 
 TINY = dict(crop=64, batch=2)
@@ -189,6 +191,59 @@ def test_deblur_trains_on_the_video_and_keeps_sharp_frames(shaky, work, analysed
     deblur(shaky.blurry, fresh, budget=Budget(steps=6), settings=TrainSettings(**TINY), encode=EncodeSettings("ffv1"),
            work_dir=tmp_path / "other-work", progress=False)
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(read_frames(out), read_frames(fresh)))  # a step budget reproduces
+
+
+def test_network_change_at_the_working_size_is_upscaled_onto_the_full_frame():
+    rng = np.random.default_rng(0)
+    frame = rng.random((40, 60, 3), dtype=np.float32) * 0.5
+    before = cv2.resize(frame, (30, 20), interpolation=cv2.INTER_AREA)
+    after = before + 0.1
+    assert np.allclose(add_change(frame, before, after), frame + 0.1, atol=1e-6)  # a constant change lands everywhere
+    assert np.array_equal(add_change(frame, frame, frame * 2), frame * 2)  # at full size: the output itself
+
+
+def test_working_size_is_the_resolution_the_footage_holds():
+    rng = np.random.default_rng(1)
+    detailed = rng.random((96, 128, 3), dtype=np.float32)  # detail at every pixel: halving loses it
+    soft = cv2.GaussianBlur(detailed, (0, 0), 2.5)  # no detail finer than about 8 pixels
+    assert detail_factor([detailed], 2) == 1
+    assert detail_factor([soft * 0.2, soft], 2) == 2  # decided on the sharpest frame
+    assert detail_factor([soft, detailed], 2) == 1
+    assert detail_factor([soft], 1) == 1  # never below the limit
+
+
+def test_deblur_of_soft_footage_works_at_half_size_and_keeps_the_full_frames(shaky, tmp_path):
+    """Footage that holds no more detail than half its size (the clip upscaled 2x) is analysed and trained on
+    at half size; the output keeps the full size and its sharp frames unchanged, and its blurry frames come
+    closer to the ground truth than at full resolution."""
+    def upscaled(path, name):
+        frames = [cv2.resize(f.rgb, (640, 384), interpolation=cv2.INTER_CUBIC) for f in read_frames(path)]
+        write_video(tmp_path / name, frames, 30, EncodeSettings("ffv1"))
+        return tmp_path / name
+
+    blurry, gt = upscaled(shaky.blurry, "blurry.mkv"), upscaled(shaky.gt, "gt.mkv")
+    truly_blurry = [not f["sharp"] for f in load_labels(shaky.labels)["frames"]]
+    scores, selected = {}, None
+    for limit in (1, 2):
+        out = tmp_path / f"out{limit}.mkv"
+        settings = AnalysisSettings(max_downscale=limit)
+        deblur(blurry, out, budget=Budget(steps=6), settings=TrainSettings(**TINY), analysis=settings,
+               encode=EncodeSettings("ffv1"), work_dir=tmp_path / "work", progress=False)
+        a = analyze_video(blurry, settings, work_dir=tmp_path / "work", progress=False)  # the cached analysis
+        assert a.size == ((384, 640) if limit == 1 else (192, 320)) and a.meta["downscale"] == limit
+        selected = selected if limit > 1 else a.selection.sharp
+        assert np.array_equal(a.selection.sharp, selected)  # selected on the full frames either way
+        kept = kept_sharp(a.selection.sharp, a.laplacian, radius=4)
+        errors = {"input": [], "output": []}
+        for f_in, f_out, f_gt, k, b in zip(read_frames(blurry), read_frames(out), read_frames(gt), kept, truly_blurry):
+            assert f_out.rgb.shape == (384, 640, 3)
+            if k:
+                assert np.array_equal(f_out.rgb, f_in.rgb)
+            elif b:
+                errors["input"].append(np.mean((f_in.rgb - f_gt.rgb) ** 2))
+                errors["output"].append(np.mean((f_out.rgb - f_gt.rgb) ** 2))
+        scores[limit] = {k: -10 * np.log10(np.mean(v)) for k, v in errors.items()}
+    assert scores[2]["output"] > scores[1]["output"] + 0.5 > scores[1]["input"] + 0.5, scores  # 36.4, 35.4, 34.0 dB
 
 
 def test_default_budgets_are_steps_and_the_help_says_so():

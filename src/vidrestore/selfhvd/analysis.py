@@ -4,7 +4,8 @@
 directory, keyed by the input's content hash and the settings (so training, a resumed run and
 `vidrestore analyze` share it, and a re-run skips the work):
 
-* ``frames.npy``   (T, H, W, 3) uint8 RGB: the training input, read by crops;
+* ``frames.npy``   (T, H, W, 3) uint8 RGB at the working size (`AnalysisSettings.max_downscale`):
+  the training input, read by crops;
 * ``grey.npy``     (T, h, w) uint8 luma at the label flow's working scale;
 * ``next.npy``, ``prev.npy`` (T-1, h', w', 2) float16: flow t -> t+1 and t+1 -> t between
   consecutive frames at the alignment scale (half size by default), and ``next{k}.npy``,
@@ -45,7 +46,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,7 +65,37 @@ from ..util.progress import progress_bar
 from .labels import label_mask
 from .selection import DEFAULT_BLOCK, DEFAULT_MAX_SPREAD, DEFAULT_MIN_RATIO, SHARPNESS_SCALE, Selection, SharpnessMeter, select_sharp
 
-ANALYSIS_VERSION = 3
+ANALYSIS_VERSION = 4
+MAX_DOWNSCALE = 2   # see AnalysisSettings.max_downscale
+DETAIL_DB = 42.0    # PSNR-Y of a downscaling round trip above which a frame holds no detail the smaller size loses
+DETAIL_FRAMES = 20  # the frames (from the first) among which the sharpest decides the working size
+
+
+def detail_factor(frames: Iterable[np.ndarray], max_factor: int) -> int:
+    """The largest factor f <= `max_factor` by which the sharpest of `frames` (float RGB; the
+    Laplacian variance of its luma) can be downscaled (area) and upscaled back (bicubic) within
+    `DETAIL_DB` dB PSNR-Y: the footage holds no more than 1/f of its pixels' resolution in detail.
+    1 when every factor loses more."""
+    lumas = [np.ascontiguousarray(f @ np.float32([0.299, 0.587, 0.114]), np.float32) for f in frames]
+    y = max(lumas, key=lambda g: cv2.Laplacian(g, cv2.CV_32F).var())
+    h, w = y.shape
+    best = 1
+    for f in range(2, max_factor + 1):
+        down = cv2.resize(y, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+        back = cv2.resize(down, (w, h), interpolation=cv2.INTER_CUBIC)
+        m = 8 if min(h, w) > 32 else 0  # leave out the border, where bicubic extrapolates
+        mse = float(np.mean((back - y)[m:h - m, m:w - m] ** 2))
+        if mse > 10 ** (-DETAIL_DB / 10):
+            break
+        best = f
+    return best
+
+
+def to_size(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`rgb` resized by area to `size` = (height, width); the array itself when it already has that size."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    return cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,15 @@ class AnalysisSettings:
             radius (`vidrestore.models.unet`), so its whole window is aligned directly.
         occlusion_slope: soft occlusion mask slope per working-scale pixel of round-trip error.
         uncertainty_threshold: threshold on the per-frame normalised uncertainty.
+        max_downscale: the largest factor by which the frames the analysis stores, the network
+            trains on and `deblur` runs at are smaller than the video's (1: full resolution). The
+            factor is chosen from the video (`detail_factor`): the largest one that loses no detail
+            its sharpest early frame holds. Phone footage often holds less detail than its pixel
+            count (upscaled, denoised, compressed: the HVD clips survive halving within 44-47 dB),
+            and there the network's reach doubles at half size, its crops cover four times the
+            scene and its flows are estimated on a quarter of the pixels; the network's change is
+            then upscaled onto the full frame (`infer.DeblurStage`). Sharpness is measured on the
+            full frames, so the selection does not depend on it.
     """
 
     block: int = DEFAULT_BLOCK
@@ -98,6 +138,7 @@ class AnalysisSettings:
     align_reach: int = 4
     occlusion_slope: float = 0.8
     uncertainty_threshold: float = 0.5
+    max_downscale: int = MAX_DOWNSCALE
 
     def flow(self, scale: float, finest_level: int | None = None) -> FlowEstimator:
         return create_flow("dis", scale=scale, preset=self.flow_preset, finest_level=finest_level)
@@ -281,7 +322,12 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
     first = next(stream, None)
     if first is None:
         raise VidrestoreError("the video holds no frames", src)
-    height, width = first.rgb.shape[:2]
+    if settings.max_downscale < 1:
+        raise VidrestoreError(f"max_downscale must be at least 1, not {settings.max_downscale}", src)
+    head = [first, *itertools.islice(stream, DETAIL_FRAMES - 1)]
+    factor = detail_factor([f.rgb for f in head], settings.max_downscale)
+    full = first.rgb.shape[:2]
+    height, width = max(1, round(full[0] / factor)), max(1, round(full[1] / factor))
     blank = np.zeros((height, width, 3), np.float32)
     h, w = label_flow.prepare(blank).shape
     ha, wa = align_flow.prepare(blank).shape
@@ -296,15 +342,16 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
     t_start, align_s = time.perf_counter(), 0.0
     bar = progress_bar(n, "analyse (frames, sharpness, flow)", progress)
     try:
-        for f in itertools.chain([first], stream):
+        for f in itertools.chain(_drain(head), stream):
             i = f.index
             if i >= n:
                 raise VidrestoreError(f"the video holds more frames than the {n} its container declares", src)
-            stored[i] = to_u8(f.rgb)
+            rgb = to_size(f.rgb, (height, width))
+            stored[i] = to_u8(rgb)
             meter.add(f.rgb)
-            grey[i] = label_flow.prepare(f.rgb)
+            grey[i] = label_flow.prepare(rgb)
             t0 = time.perf_counter()
-            luma = grey[i] if align_flow.scale == label_flow.scale else align_flow.prepare(f.rgb)
+            luma = grey[i] if align_flow.scale == label_flow.scale else align_flow.prepare(rgb)
             for k, earlier in enumerate(recent, 1):
                 nxt[k][i - k] = align_flow.flow_prepared(earlier, luma)
                 prv[k][i - k] = align_flow.flow_prepared(luma, earlier)
@@ -316,10 +363,16 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
     for a in (stored, grey, *nxt.values(), *prv.values()):
         a.close()
     meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": width,
-            "height": height, "fps": float(info.fps or 25), "settings": asdict(settings),
+            "height": height, "full_width": full[1], "full_height": full[0], "downscale": factor, "fps": float(info.fps or 25), "settings": asdict(settings),
             "sharpness": meter.values().tolist(), "laplacian": meter.laplacian,
             "timing": {"decode_sharpness_s": time.perf_counter() - t_start - align_s, "align_flows_s": align_s}}
     atomic_write_text(folder / "analysis.json", json.dumps(meta))
+
+
+def _drain(frames: list[Frame]) -> Iterator[Frame]:
+    """The list's frames, in order, each dropped from it as it is given (so none is held after its turn)."""
+    while frames:
+        yield frames.pop(0)
 
 
 def _label_pass(folder: Path, partner: np.ndarray, settings: AnalysisSettings, progress: bool) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from ..io import EncodeSettings
 from ..io.cache import cache_ready, mark_complete
 from ..io.paths import config_key
 from ..models import load_checkpoint, save_checkpoint
+from ..models.checkpoint import AUTHORS_SUFFIXES
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE
 from ..pipeline import RestoreResult, Stage, build_stage, default_work_dir, plan_restore, restore
 from .analysis import AnalysisSettings, VideoAnalysis, analyze_video
@@ -82,6 +83,15 @@ def check_options(model: str | os.PathLike | None, budget: Budget, fidelity: boo
         raise VidrestoreError("fidelity mode uses no network: leave out the model")
     if model is None and budget.steps == 0 and not fidelity:
         raise VidrestoreError("training from scratch needs a budget above 0 steps (0 applies a given model as it is)")
+
+
+def analysis_settings(analysis: AnalysisSettings, fidelity: bool, model: str | os.PathLike | None) -> AnalysisSettings:
+    """`analysis`, at full resolution (`max_downscale` 1) for fidelity fusion, whose every output pixel
+    must be a convex combination of the input's own, and for the authors' checkpoint (`model`
+    a .pth), trained at full resolution."""
+    if fidelity or (model is not None and Path(model).suffix in AUTHORS_SUFFIXES):
+        return replace(analysis, max_downscale=1)
+    return analysis
 
 
 def deblur_stage(a: VideoAnalysis, given: tuple[nn.Module, dict] | None, given_name: str | None, budget: Budget,
@@ -154,7 +164,7 @@ def deblur(
     src = Path(input)
     given = load_checkpoint(model, dev) if model is not None else None
     plan_restore(src, output, encode, overwrite=overwrite, drop_subtitles=drop_subtitles, image_fps=image_fps)
-    a = analyze_video(src, analysis, work_dir=work_dir, progress=progress)
+    a = analyze_video(src, analysis_settings(analysis, fidelity, model), work_dir=work_dir, progress=progress)
     stage, training, fallback = deblur_stage(a, given, Path(model).name if model else None, budget, settings, fidelity=fidelity,
                                              device=dev, tile=tile, margin=margin, work_dir=work_dir, progress=progress)
     sources = stage.sources() if isinstance(stage, FidelityStage) else None

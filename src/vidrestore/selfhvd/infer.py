@@ -24,7 +24,7 @@ from torch import nn
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE, run_tiled
 from ..pipeline import Stage, Window
 from ..util.memory import reuse_freed_memory
-from .analysis import VideoAnalysis
+from .analysis import VideoAnalysis, to_size
 from .selection import SHARPER_NEIGHBOUR, kept_sharp
 from .window import fused, moving_share, window_input
 
@@ -63,6 +63,17 @@ def restore_frame(model: nn.Module, analysis: VideoAnalysis, frames: list[np.nda
     return restored
 
 
+def add_change(frame: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """`frame` plus what deblurring changed at the working size (`after - before`), upscaled onto it
+    (bicubic); `after` itself when the working size is the frame's. The frame keeps its own fine
+    detail, and the network's correction, which at the working size reaches twice as far for a
+    frame of twice the size, is added to it."""
+    if after.shape == frame.shape:
+        return after
+    change = cv2.resize(after - before, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_CUBIC)
+    return np.clip(frame + change, 0.0, 1.0)
+
+
 def network_precision(model: nn.Module, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast for window networks on CPUs that compute bf16 natively (AVX512-BF16, AMX).
 
@@ -93,6 +104,10 @@ class DeblurStage(Stage):
     labels) can only move them away from themselves. The exception is a selected frame with a
     clearly sharper frame in its window, which still has blur to remove (`selection.kept_sharp`).
 
+    When the analysis works at a smaller size than the frames (`AnalysisSettings.max_downscale`), the
+    window is brought to that size, and the network's change is upscaled onto the full frame
+    (`add_change`).
+
     Args:
         model: the network (eval mode, on `device`).
         analysis: the input video's analysis (its consecutive flows align the windows).
@@ -120,5 +135,7 @@ class DeblurStage(Stage):
     def process(self, window: Window) -> np.ndarray:
         if self.kept[window.index]:  # a sharp frame is its own best estimate
             return window.frame.rgb
-        return restore_frame(self.model, self.analysis, [f.rgb for f in window.frames], [f.index for f in window.frames],
-                             window.center, self.device, self.tile, self.margin)
+        small = [to_size(f.rgb, self.analysis.size) for f in window.frames]
+        restored = restore_frame(self.model, self.analysis, small, [f.index for f in window.frames],
+                                 window.center, self.device, self.tile, self.margin)
+        return add_change(window.frame.rgb, small[window.center], restored)

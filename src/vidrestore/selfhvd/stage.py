@@ -24,8 +24,8 @@ from ..io.reader import Frame
 from ..models import load_checkpoint
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE
 from ..pipeline import Stage, Window, register_stage
-from .analysis import AnalysisSettings, VideoAnalysis, analyze_frames
-from .deblur import DEFAULT_BUDGET, check_options, deblur_stage
+from .analysis import MAX_DOWNSCALE, AnalysisSettings, VideoAnalysis, analyze_frames
+from .deblur import DEFAULT_BUDGET, analysis_settings, check_options, deblur_stage
 from .fidelity import RADIUS
 from .train import Budget, TrainSettings, resolve_device
 
@@ -46,6 +46,8 @@ class Deblur(Stage):
         crop, batch: the training crops' side in pixels and crops per step.
         device: "auto", "cpu" or "cuda".
         tile: inference tile size in pixels (0: whole frames).
+        max_downscale: the largest factor by which the network learns and deblurs at a smaller size
+            than the frames' (`AnalysisSettings.max_downscale`; 1: full resolution).
     """
 
     name = "deblur"
@@ -53,9 +55,10 @@ class Deblur(Stage):
 
     def __init__(self, budget: int = DEFAULT_BUDGET.steps, fidelity: bool = False, model: str | None = None,
                  seed: int = 0, arch: str = "unet", crop: int = 128, batch: int = 8, device: str = "auto",
-                 tile: int = DEFAULT_TILE):
-        if budget < 0 or tile < 0:
-            raise VidrestoreError(f"{self.name} needs budget >= 0 steps and tile >= 0 (got {budget}, {tile})")
+                 tile: int = DEFAULT_TILE, max_downscale: int = MAX_DOWNSCALE):
+        if budget < 0 or tile < 0 or max_downscale < 1:
+            raise VidrestoreError(f"{self.name} needs budget >= 0 steps, tile >= 0 and max_downscale >= 1 "
+                                  f"(got {budget}, {tile}, {max_downscale})")
         self.budget, self.fidelity, self.tile = Budget(steps=int(budget)), bool(fidelity), int(tile)
         check_options(model, self.budget, self.fidelity)
         self.model = Path(model) if model is not None else None
@@ -64,7 +67,7 @@ class Deblur(Stage):
         self.model_key = content_hash(self.model) if self.model is not None else None
         self.settings = TrainSettings(model=arch, seed=int(seed), crop=int(crop), batch=int(batch))
         self.settings.check()
-        self.analysis = AnalysisSettings()
+        self.analysis = analysis_settings(AnalysisSettings(max_downscale=int(max_downscale)), self.fidelity, self.model)
         self.device_name = device
         self.radius = RADIUS  # the default network's and fidelity's; the trained model's once loaded
         self.inner: Stage | None = None
@@ -106,5 +109,6 @@ class Deblur(Stage):
 
 @register_stage("deblur")
 def _deblur(budget: int = DEFAULT_BUDGET.steps, fidelity: bool = False, model: str | None = None, seed: int = 0,
-            arch: str = "unet", crop: int = 128, batch: int = 8, device: str = "auto", tile: int = DEFAULT_TILE) -> Deblur:
-    return Deblur(budget, fidelity, model, seed, arch, crop, batch, device, tile)
+            arch: str = "unet", crop: int = 128, batch: int = 8, device: str = "auto", tile: int = DEFAULT_TILE,
+            max_downscale: int = MAX_DOWNSCALE) -> Deblur:
+    return Deblur(budget, fidelity, model, seed, arch, crop, batch, device, tile, max_downscale)
