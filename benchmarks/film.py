@@ -407,9 +407,9 @@ def grain_stats(res: list[np.ndarray], src: list[np.ndarray], flat: list[np.ndar
 
 
 def correlated_copy(d: Path, seed: int = 7) -> Path:
-    """`d`/correlated.mkv: `d`'s undamaged source under grain of CORRELATED (a field per frame, as `synth film` makes)."""
-    template = grain_template(CORRELATED, np.random.default_rng([seed, 0x64A1]))
-    frames = (add_grain(f.rgb, CORRELATED, grain_field(template, *f.rgb.shape[:2], np.random.default_rng([seed, 0x64A2, f.index])))
+    """`d`/correlated.mkv: `d`'s undamaged source under grain of CORRELATED (a template and a field per frame, as `synth film` makes)."""
+    frames = (add_grain(f.rgb, CORRELATED, grain_field(grain_template(CORRELATED, np.random.default_rng([seed, 0x5F1A, f.index])),
+                                                       *f.rgb.shape[:2], np.random.default_rng([seed, 0x5F1B, f.index])))
               for f in read_frames(d / "gt.mkv"))
     write_video(d / "correlated.mkv", frames, VideoReader(d / "gt.mkv").info.fps, EncodeSettings("ffv1"), overwrite=True)
     return d / "correlated.mkv"

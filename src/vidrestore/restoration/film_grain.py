@@ -106,6 +106,8 @@ FLOW_WINDOW = 45      # px: the averaging window of the pairs' (Farneback) flow,
 SMOOTH_WINDOW = 25    # px: the window of the other flow, on the frames blurred by FLOW_BLUR
 FLOW_BLUR = 2.5       # Gaussian sigma (px) of that blur
 _INLIER = 4.0         # samples beyond this many deviations of the difference are left out of the AR fit
+_MATCH_ROUNDS = 3     # rounds of correcting the AR coefficients for what the synthesis loses (`match_synthesis`)
+_MATCH_FIELDS = 24    # synthesized 128x128 grain fields (a template each) per round
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,32 @@ def closer_flow(a: np.ndarray, b: np.ndarray, flows: list[np.ndarray]) -> np.nda
     return min(flows, key=misfit)
 
 
+def ar_fit(field: np.ndarray, lag: int) -> np.ndarray:
+    """Least-squares AR coefficients (AV1's order) of a grain field on its causal neighbours."""
+    h, w = field.shape
+    core = field[lag:, lag:w - lag]
+    taps = np.stack([field[lag + dy:h + dy, lag + dx:w - lag + dx].ravel() for dy, dx in _offsets(lag)], axis=1)
+    coeffs, *_ = np.linalg.lstsq(taps, core.ravel(), rcond=None)
+    return coeffs
+
+
+def match_synthesis(measured: np.ndarray, lag: int, seed: int = 0) -> np.ndarray:
+    """AR coefficients whose AV1 synthesis (a 73x82 template, 32x32 blocks at random offsets:
+    `synth.film.grain_field`, and the decoder's film-grain synthesis) has the correlation that
+    `measured` describes. The synthesis loses some of the model's correlation -- the template's
+    first rows and columns start from white noise, and the blocks' seams cut it -- so grain re-made
+    from the measured coefficients is less correlated than the grain they were measured on, most at
+    the longest lags. Each round synthesizes grain from the current coefficients, fits them back, and
+    adds the shortfall (a fixed-point iteration; seeded, so the same input gives the same model)."""
+    coeffs = measured.copy()
+    for r in range(_MATCH_ROUNDS):
+        rng = np.random.default_rng([seed, 0x6A7C, r])
+        model = {"ar_coeff_lag": lag, "ar_coeffs_y": coeffs.tolist()}
+        fields = np.concatenate([grain_field(grain_template(model, rng), 128, 128, rng) for _ in range(_MATCH_FIELDS)])
+        coeffs = coeffs + (measured - ar_fit(fields, lag))
+    return coeffs
+
+
 def fit_grain(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lag: int = 2) -> dict:
     """The AV1 grain model (synth.film's form) from (frame, neighbour, flow frame -> neighbour) pairs."""
     if not pairs:
@@ -277,6 +305,7 @@ def fit_grain(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lag: int =
     unit, near = d / strength[:, 0], taps / strength
     inlier = (np.abs(unit) < _INLIER) & (np.abs(near) < _INLIER).all(axis=1)   # texture the flow did not align is not grain
     coeffs, *_ = np.linalg.lstsq(near[inlier], unit[inlier], rcond=None)
+    coeffs = match_synthesis(coeffs, lag)
     points = [[0.0, sd[0]]] * (xs[0] > 0) + [[x, s] for x, s in zip(xs, sd)] + [[1.0, sd[-1]]] * (xs[-1] < 1)
     return {"ar_coeff_lag": lag, "ar_coeffs_y": np.round(coeffs, 4).tolist(),
             "scaling_points_y": [[round(x, 4), round(s, 6)] for x, s in points], "block": GRAIN_BLOCK}

@@ -5,7 +5,7 @@
 * ``damaged.mkv`` -- the source with film damage applied in the order it happens to a print:
   dye fading (per channel c: offset_c + gain_c * x ** gamma_c, each drifting linearly over the
   clip, so the channels drift apart), exposure flicker (a per-frame gain), grain (the AV1
-  film-grain model: an autoregressive template, 32x32 blocks at random offsets, scaled by a
+  film-grain model: an autoregressive template per frame, 32x32 blocks at random offsets, scaled by a
   piecewise-linear function of intensity, added to luma), line scratches (narrow near-vertical
   lines that persist over a span of frames and wander slowly) and blotches (dirt and dust of
   random shapes -- irregular blobs and hairs, dark or light, each in one frame only);
@@ -17,8 +17,10 @@
 
 The grain follows the AV1 film-grain synthesis (AV1 bitstream specification, sec. 7.18.3;
 Norkin & Birkbeck, "Film grain synthesis for AV1 video codec", DCC 2018): Gaussian noise filtered
-by a causal autoregressive filter of lag `ar_coeff_lag` over a 73x82 template, copied in 32x32
-blocks from random offsets, and added as ``Y + scaling(Y) * grain`` where ``scaling`` is
+by a causal autoregressive filter of lag `ar_coeff_lag` over a 73x82 template, a new one each
+frame (as AV1's decoder makes one from each frame's random seed: one template for a whole clip
+would carry that template's chance correlations into every frame), copied in 32x32 blocks from
+random offsets, and added as ``Y + scaling(Y) * grain`` where ``scaling`` is
 piecewise linear through the model's points. Here intensities are on RGB's 0-1 scale and the
 template is normalised to unit standard deviation, so ``scaling(Y)`` is the grain's standard
 deviation at intensity Y; the same grain is added to R, G and B (luma grain only).
@@ -320,7 +322,6 @@ def synth_film(
     gains = np.clip(1 + damage.flicker * rng.normal(0, 1, n), 0.5, 1.5)
     fades = fade_params(damage.fade, n, rng)
     model = grain_model(damage.grain, rng)
-    template = grain_template(model, np.random.default_rng([damage.seed, 0x64A1]))
     blotches = plan_blotches(n, h, w, damage, rng)
     scratches = plan_scratches(n, w, damage, rng)
 
@@ -331,7 +332,10 @@ def synth_film(
                 x = apply_fade(rgb, fades[i]) * np.float32(gains[i])
                 x = np.clip(x, 0.0, 1.0)
                 if damage.grain > 0:
-                    field = grain_field(template, h, w, np.random.default_rng([damage.seed, 0x64A2, i]))
+                    # streams of their own: `film --grain resynth` (`film_grain.GrainSynth`) with the same seed
+                    # must not make the same noise again
+                    template = grain_template(model, np.random.default_rng([damage.seed, 0x5F1A, i]))
+                    field = grain_field(template, h, w, np.random.default_rng([damage.seed, 0x5F1B, i]))
                     x = add_grain(x, model, field)
                 for kind, (alpha, value) in (("scratch", scratch_layer(scratches, i, h, w)), ("blotch", blotch_layer(blotches[i], h, w))):
                     x = x * (1 - alpha[..., None]) + (alpha * value)[..., None]
