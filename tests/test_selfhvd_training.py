@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import decoded_times, psnr, run_cli, stream_packets
+from conftest import decoded_times, run_cli, stream_packets
 from vidrestore.errors import VidrestoreError
 from vidrestore.flow import backward_warp
 from vidrestore.io import EncodeSettings, probe, read_frames, write_video
@@ -244,6 +244,11 @@ def test_deblur_of_soft_footage_works_at_half_size_and_keeps_the_full_frames(sha
                 errors["output"].append(np.mean((f_out.rgb - f_gt.rgb) ** 2))
         scores[limit] = {k: -10 * np.log10(np.mean(v)) for k, v in errors.items()}
     assert scores[2]["output"] > scores[1]["output"] + 0.5 > scores[1]["input"] + 0.5, scores  # 36.4, 35.4, 34.0 dB
+    cache = tmp_path / "work" / "cache"
+    folders = set(cache.iterdir())
+    done = run_cli("deblur", blurry, "-o", tmp_path / "fid.mkv", "--fidelity", "--codec", "ffv1", "--work-dir", tmp_path / "work")
+    assert done.returncode == 0 and "worked at" not in done.stdout, done.stderr
+    assert set(cache.iterdir()) == folders  # fidelity mode used the full-size analysis, and the command read that one
 
 
 def test_default_budgets_are_steps_and_the_help_says_so():

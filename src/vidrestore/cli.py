@@ -307,13 +307,18 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from .report import deblur_record
         from .selfhvd import analyze_video
-        from .selfhvd.deblur import deblur
+        from .selfhvd.deblur import analysis_settings, deblur
 
         _check_report(args)
         settings = _deblur_settings(args, _encode_settings(args))
         report = deblur(args.input, args.output, progress=not args.quiet, **settings)
+        analysis = analyze_video(args.input, analysis_settings(settings["analysis"], args.fidelity, settings["model"]),
+                                 work_dir=args.work_dir, progress=False)  # the cached analysis deblur used
         s = report.selection
         print(f"{args.input}: {s['sharp_frames']} of {s['frames']} frames sharp ({s['sharp_share']:.0%})")
+        if analysis.meta["downscale"] > 1:
+            print(f"worked at {analysis.width}x{analysis.height}: the footage holds no finer detail (its sharpest early "
+                  "frame survives downscaling), and the network's change was upscaled onto the full frames")
         if report.training:
             t = report.training
             print(f"trained {t['steps']} steps in {t['train_seconds']:.0f} s on {t['device']}")
@@ -321,7 +326,6 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
             fused = sum(len(x) > 1 for x in report.sources)
             print(f"fidelity mode: {fused} frames fused from their sharper aligned neighbours, the others kept as they are")
         _report(report.result)
-        analysis = analyze_video(args.input, settings["analysis"], work_dir=args.work_dir, progress=False)
         _keep_record(args, deblur_record(args.input, report, settings, analysis.dir))
         return 0
 
