@@ -273,10 +273,12 @@ def test_video_without_sharp_frames_falls_back_with_a_note(clip_factory, tmp_pat
 def test_train_cli_then_deblur_with_the_model_and_adaptation(shaky, clip_factory, tmp_path):
     model = tmp_path / "phone.safetensors"
     work = tmp_path / "w"
-    r = run_cli("train", shaky.blurry, shaky.blurry.with_name("gt.mkv"), "-o", model, "--budget", "3", "-q", "--work-dir", work)
+    r = run_cli("train", shaky.blurry, shaky.blurry.with_name("gt.mkv"), "-o", model, "--budget", "3", "--loaders", "1", "-q",
+                "--work-dir", work)
     assert r.returncode == 0, r.stderr
     info = read_checkpoint_info(model)
     assert info["model"] == "unet" and info["training"]["steps"] == 3
+    assert info["training"]["recipe"]["loaders"] == 1  # the crops were drawn by a background process
     assert len(info["inputs"]) == 1  # gt.mkv has no blurry frames: left out, with a warning
     assert "left out of training" in r.stderr
     path, spec, _ = clip_factory("model_audio.mkv", codec="ffv1", pix_fmt="yuv444p", frames=12, audio=True, width=128, height=96)

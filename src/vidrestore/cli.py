@@ -374,14 +374,20 @@ def _train_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=_int_at_least(1), default=1,
                    help="data-parallel processes (torch.distributed: gloo on the CPU, NCCL with one GPU each); the batch is "
                         "shared among them (default 1; under torchrun, the processes it started)")
+    p.add_argument("--loaders", type=_int_at_least(0), default=0,
+                   help="background processes that draw the training crops, so that a GPU does not wait for them "
+                        "(default 0: the training loop draws them; on a GPU machine about one per CPU core)")
     _training_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
+        from dataclasses import replace
+
         from .selfhvd.ddp import train_parallel
         from .selfhvd.train import Budget
 
-        info = train_parallel(args.videos, args.output, args.nproc, budget=Budget.parse(args.budget), settings=_train_settings(args),
+        settings = replace(_train_settings(args), loaders=args.loaders)
+        info = train_parallel(args.videos, args.output, args.nproc, budget=Budget.parse(args.budget), settings=settings,
                               analysis=_analysis_settings(args), device=args.device, overwrite=args.overwrite,
                               work_dir=args.work_dir, progress=not args.quiet)
         if info is None:  # a rank of several but the first: the first reports
