@@ -324,7 +324,7 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
         raise VidrestoreError("the video holds no frames", src)
     if settings.max_downscale < 1:
         raise VidrestoreError(f"max_downscale must be at least 1, not {settings.max_downscale}", src)
-    head = [first, *itertools.islice(stream, DETAIL_FRAMES - 1)]
+    head = [first, *itertools.islice(stream, DETAIL_FRAMES - 1 if settings.max_downscale > 1 else 0)]
     factor = detail_factor([f.rgb for f in head], settings.max_downscale)
     full = first.rgb.shape[:2]
     height, width = max(1, round(full[0] / factor)), max(1, round(full[1] / factor))
