@@ -251,12 +251,15 @@ def test_deblur_of_soft_footage_works_at_half_size_and_keeps_the_full_frames(sha
     assert set(cache.iterdir()) == folders  # fidelity mode used the full-size analysis, and the command read that one
 
 
-def test_default_budgets_are_steps_and_the_help_says_so():
+def test_default_budgets_are_steps_and_the_help_states_the_defaults():
+    from vidrestore.selfhvd.analysis import MAX_DOWNSCALE
     from vidrestore.selfhvd.deblur import DEFAULT_BUDGET
     from vidrestore.selfhvd.demo import DEMO_BUDGET
 
     assert DEFAULT_BUDGET.steps and DEFAULT_BUDGET.minutes is None and DEMO_BUDGET.steps and DEMO_BUDGET.minutes is None
-    assert f"default {DEFAULT_BUDGET}" in " ".join(run_cli("deblur", "--help").stdout.split())
+    deblur_help = " ".join(run_cli("deblur", "--help").stdout.split())
+    assert f"default {DEFAULT_BUDGET}" in deblur_help
+    assert f"below the video's size (default {MAX_DOWNSCALE})" in deblur_help  # the CLI states it without importing it
     assert f"default {DEMO_BUDGET}" in " ".join(run_cli("demo", "--help").stdout.split())
 
 

@@ -205,10 +205,8 @@ def _selection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure", choices=["laplacian", "relative"], default="laplacian",
                    help="sharpness the selection runs on: SelfHVD's Laplacian variance (default) or relative to the neighbours "
                         "(more accurate on synthesized clips, keeps fewer frames of low-frame-rate footage)")
-    from .selfhvd.analysis import MAX_DOWNSCALE
-
-    p.add_argument("--max-downscale", type=_int_at_least(1), default=MAX_DOWNSCALE,
-                   help=f"the network learns and deblurs at up to this factor below the video's size (default {MAX_DOWNSCALE}), "
+    p.add_argument("--max-downscale", type=_int_at_least(1),  # None: AnalysisSettings' default (importing it costs 1 s)
+                   help="the network learns and deblurs at up to this factor below the video's size (default 2), "
                         "where the footage holds no finer detail than that size (measured on its sharpest early frame); "
                         "the network's change is upscaled onto the full frames. 1: always full resolution")
 
@@ -216,7 +214,8 @@ def _selection_options(p: argparse.ArgumentParser) -> None:
 def _analysis_settings(args: argparse.Namespace):
     from .selfhvd import AnalysisSettings
 
-    return AnalysisSettings(block=args.block, sharpness_measure=args.measure, max_downscale=args.max_downscale)
+    given = {} if args.max_downscale is None else {"max_downscale": args.max_downscale}
+    return AnalysisSettings(block=args.block, sharpness_measure=args.measure, **given)
 
 
 def _device_option(p: argparse.ArgumentParser) -> None:

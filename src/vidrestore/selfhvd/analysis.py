@@ -57,6 +57,7 @@ from ..errors import VidrestoreError
 from ..flow import FlowEstimator, backward_warp, create_flow, resize_field
 from ..io import Frame, VideoInfo, VideoReader, probe
 from ..io.cache import cache_ready, mark_complete
+from ..io.colour import luma
 from ..io.npy_rows import NpyRows
 from ..io.paths import atomic_write_text, config_key, content_hash
 from ..pipeline import default_work_dir
@@ -76,8 +77,7 @@ def detail_factor(frames: Iterable[np.ndarray], max_factor: int) -> int:
     Laplacian variance of its luma) can be downscaled (area) and upscaled back (bicubic) within
     `DETAIL_DB` dB PSNR-Y: the footage holds no more than 1/f of its pixels' resolution in detail.
     1 when every factor loses more."""
-    lumas = [np.ascontiguousarray(f @ np.float32([0.299, 0.587, 0.114]), np.float32) for f in frames]
-    y = max(lumas, key=lambda g: cv2.Laplacian(g, cv2.CV_32F).var())
+    y = max(map(luma, frames), key=lambda g: cv2.Laplacian(g, cv2.CV_32F).var())
     h, w = y.shape
     best = 1
     for f in range(2, max_factor + 1):
@@ -363,7 +363,8 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
     for a in (stored, grey, *nxt.values(), *prv.values()):
         a.close()
     meta = {"version": ANALYSIS_VERSION, "source": str(src.absolute()), "frames": n, "width": width,
-            "height": height, "full_width": full[1], "full_height": full[0], "downscale": factor, "fps": float(info.fps or 25), "settings": asdict(settings),
+            "height": height, "full_width": full[1], "full_height": full[0], "downscale": factor,
+            "fps": float(info.fps or 25), "settings": asdict(settings),
             "sharpness": meter.values().tolist(), "laplacian": meter.laplacian,
             "timing": {"decode_sharpness_s": time.perf_counter() - t_start - align_s, "align_flows_s": align_s}}
     atomic_write_text(folder / "analysis.json", json.dumps(meta))
