@@ -108,7 +108,7 @@ from . import denoise_net, residual_cnn
 from .dct_shrink import B, DCT, OPPONENT, dct_shrink, shrink_planes
 from .noise_level import NoiseProfile, estimate_noise, noise_spectrum, pair_level, scaled, temporal_scale
 
-ANALYSIS_VERSION = 1  # bump when the analysis (noise.json) changes meaning: cached analyses are keyed on it
+ANALYSIS_VERSION = 2  # bump when the analysis (noise.json) changes meaning: cached analyses are keyed on it
 NET_VERSION = 1       # bump when the learned path's training changes meaning (its cached network is keyed on it)
 STEPS = 1000          # the learned path's default training steps
 PROFILE_FRAMES = 8   # frames, spread over the video, the noise is measured on

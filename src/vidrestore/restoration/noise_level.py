@@ -191,11 +191,14 @@ def temporal_scale(profile: NoiseProfile, levels: list[PairLevel]) -> float:
 
 def noise_spectrum(levels: list[PairLevel]) -> np.ndarray:
     """(8, 8) relative sigma of each DCT coefficient (root mean square 1): flat for white noise, falling
-    towards high frequencies for noise correlated between neighbouring pixels; flat without pairs."""
-    if not levels:
+    towards high frequencies for noise correlated between neighbouring pixels; flat without pairs or
+    without noise to measure it on (a clean or heavily compressed video: the shape is then undefined,
+    and a zero spectrum would divide the shrinkage's thresholds by zero)."""
+    spectrum = np.median([lv.spectrum for lv in levels], axis=0) if levels else np.zeros((8, 8))
+    rms = float(np.sqrt(np.mean(spectrum ** 2)))
+    if not rms > 1e-9:
         return np.ones((8, 8), np.float32)
-    spectrum = np.median([lv.spectrum for lv in levels], axis=0)
-    return (spectrum / max(float(np.sqrt(np.mean(spectrum ** 2))), 1e-12)).astype(np.float32)
+    return (spectrum / rms).astype(np.float32)
 
 
 def scaled(profile: NoiseProfile, factor: float) -> NoiseProfile:
