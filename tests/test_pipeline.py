@@ -141,5 +141,7 @@ def test_stage_registry_parses_options():
         create_stage("test-tmean:bogus=1")
     with pytest.raises(VidrestoreError, match="option radius of stage 'test-tmean' must be a whole number, not 'abc'"):
         create_stage("test-tmean:radius=abc")
+    with pytest.raises(VidrestoreError, match="stage 'guided-deflicker' needs guide="):   # was a TypeError, an internal error
+        create_stage("guided-deflicker")
     with pytest.raises(VidrestoreError, match="not key=value"):
         create_stage("test-tmean:radius")

@@ -577,7 +577,6 @@ def _denoise_command(sub: argparse._SubParsersAction) -> None:
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
     _denoise_options(p)
-    _device_option(p)
     _output_options(p)
     _common(p)
 
@@ -609,6 +608,7 @@ def _denoise_options(p: argparse.ArgumentParser) -> None:
                    help="the learned path: a small CNN trained on the video (Noise2Noise across aligned frames) refines the full path "
                         "(measured no better than it so far: README)")
     p.add_argument("--steps", type=_int_at_least(1), default=1000, help="with --learned: training steps (default 1000)")
+    _device_option(p)
 
 
 @_subcommand
@@ -620,26 +620,34 @@ def _deblock_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore restore lowbitrate.mp4 -o out.mp4 -s deblock -s denoise   # deblock reads its input's quantiser: first",
     ])
     p.add_argument("input", type=Path, help="an H.264 video")
-    p.add_argument("--strength", type=float, default=1.0, help="blend of input (0) and full result (1) (default 1)")
-    p.add_argument("--radius", type=_int_at_least(0), default=2, help="frames each side averaged along the motion (default 2)")
-    p.add_argument("--learned", action="store_true",
-                   help="the learned path: a small CNN trained to map the input, coded again at its own QP, back to the input")
-    p.add_argument("--steps", type=_int_at_least(1), default=1500, help="with --learned: training steps (default 1500)")
-    _device_option(p)
+    _deblock_options(p)
     _output_options(p)
     _common(p)
 
     def run(args: argparse.Namespace) -> int:
-        from .restoration.deblock import Deblock
-
         _check_report(args)
-        stage = Deblock(args.radius, args.strength, args.device, args.learned, args.steps)
+        [stage] = _deblock_stages(args)
         result = _restore_and_report(args, [stage])
         print(f"quantiser read from the bitstream: mean QP {stage.summary['mean_qp']}")
         _keep_record(args, _stage_record(args, "deblock", [stage], result))
         return 0
 
     p.set_defaults(handler=run, resumes=True)
+
+
+def _deblock_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strength", type=float, default=1.0, help="blend of input (0) and full result (1) (default 1)")
+    p.add_argument("--radius", type=_int_at_least(0), default=2, help="frames each side averaged along the motion (default 2)")
+    p.add_argument("--learned", action="store_true",
+                   help="the learned path: a small CNN trained to map the input, coded again at its own QP, back to the input")
+    p.add_argument("--steps", type=_int_at_least(1), default=1500, help="with --learned: training steps (default 1500)")
+    _device_option(p)
+
+
+def _deblock_stages(args: argparse.Namespace) -> list:
+    from .restoration.deblock import Deblock
+
+    return [Deblock(args.radius, args.strength, args.device, args.learned, args.steps)]
 
 
 @_subcommand
@@ -652,6 +660,21 @@ def _upscale_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore restore noisy_small.mp4 -o out.mp4 -s denoise -s upscale:scale=2",
     ])
     p.add_argument("input", type=Path, help="video file or folder of images")
+    _upscale_options(p)
+    _output_options(p)
+    _common(p)
+
+    def run(args: argparse.Namespace) -> int:
+        _check_report(args)
+        [stage] = _upscale_stages(args)
+        result = _restore_and_report(args, [stage])
+        _keep_record(args, _stage_record(args, "upscale", [stage], result))
+        return 0
+
+    p.set_defaults(handler=run, resumes=True)
+
+
+def _upscale_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="output size over input size (default 2)")
     p.add_argument("--radius", type=_int_at_least(0), default=3, help="neighbours each side whose samples are fused (default 3)")
     p.add_argument("--fidelity", action="store_true",
@@ -659,19 +682,12 @@ def _upscale_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", choices=("centre", "corner"), default="centre",
                    help="where each input pixel lies in its block of output pixels: centre (area, bicubic, Lanczos "
                         "downscaling; default) or corner (blur then every scale-th pixel from the top-left, Vid4's BD)")
-    _output_options(p)
-    _common(p)
 
-    def run(args: argparse.Namespace) -> int:
-        from .restoration.upscale import Upscale
 
-        _check_report(args)
-        stage = Upscale(args.scale, args.radius, grid=args.grid, fidelity=args.fidelity)
-        result = _restore_and_report(args, [stage])
-        _keep_record(args, _stage_record(args, "upscale", [stage], result))
-        return 0
+def _upscale_stages(args: argparse.Namespace) -> list:
+    from .restoration.upscale import Upscale
 
-    p.set_defaults(handler=run, resumes=True)
+    return [Upscale(args.scale, args.radius, grid=args.grid, fidelity=args.fidelity)]
 
 
 def _stage_job(name: str, stages: Callable[[argparse.Namespace], list]) -> Callable[[argparse.Namespace], object]:
@@ -700,6 +716,9 @@ BATCH_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Calla
     "restore": (_restore_options, _stage_job("restore", _restore_stages)),
     "stabilize": (_stabilize_options, _stage_job("stabilize", _stabilize_stages)),
     "deflicker": (_deflicker_options, _stage_job("deflicker", _deflicker_stages)),
+    "denoise": (_denoise_options, _stage_job("denoise", _denoise_stages)),
+    "deblock": (_deblock_options, _stage_job("deblock", _deblock_stages)),
+    "upscale": (_upscale_options, _stage_job("upscale", _upscale_stages)),
     "deblur": (_deblur_options, _deblur_job),
 }
 
@@ -720,6 +739,7 @@ def _batch_command(sub: argparse._SubParsersAction) -> None:
         "vidrestore batch 'reel/**/*.mov' list.txt -o out/ --jobs 2 restore -s unsharp",
         "vidrestore batch clips/ -o out/ --engine ray deflicker             # a Ray instance on this machine",
         "vidrestore batch /shared/in/ -o /shared/out/ --engine ray --address head:6379 --gpus 1 deblur --work-dir /shared/work",
+        "vidrestore batch night/ -o clean/ --jobs 2 denoise --fast          # also deblock and upscale",
         "vidrestore batch clips/ -o steady/ stabilize --help                # the command's options",
         "(run it again after an interruption: finished videos are kept, the others resume)",
     ])

@@ -68,6 +68,11 @@ class FlowEstimator:
     def config(self) -> dict:
         return {"name": self.name, "scale": self.scale, **self.params}
 
+    def __reduce__(self):
+        """Pickled as its settings and rebuilt by the registry in the receiving process (the OpenCV estimator it
+        holds cannot be pickled): stages holding one travel to `batch`'s worker processes."""
+        return _from_config, (self.config(),)
+
 
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -135,3 +140,9 @@ def create_flow(name: str = "dis", **cfg) -> FlowEstimator:
         return _FLOWS[name](**cfg)
     except TypeError as err:
         raise VidrestoreError(f"bad settings for flow {name!r}: {err}") from None
+
+
+def _from_config(config: dict) -> FlowEstimator:
+    """The estimator `FlowEstimator.config` describes."""
+    settings = dict(config)
+    return create_flow(settings.pop("name"), **settings)

@@ -168,6 +168,11 @@ def _typed(stage: str, factory: Callable[..., Stage], options: dict[str, object]
             kind = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}[want]
             raise VidrestoreError(f"option {key} of stage {stage!r} must be {kind}, not {value!r}")
         out[key] = value
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in out
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if missing:
+        raise VidrestoreError(f"stage {stage!r} needs {', '.join(f'{k}=...' for k in missing)} "
+                              f"(e.g. -s {stage}:{missing[0]}=VALUE)")
     return out
 
 

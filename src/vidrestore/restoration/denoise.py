@@ -270,6 +270,17 @@ class Denoise(Stage):
         self._local = threading.local()                 # each thread's own DIS (one is not shared between threads)
         self._grid: np.ndarray | None = None    # pixel coordinates at half size (the fast path's)
 
+    def __getstate__(self) -> dict:
+        """Pickled without the fast path's threads and their pending estimates (`batch` sends stages to its
+        worker processes); `__setstate__` gives the copy its own."""
+        state = {**self.__dict__, "_pool": None, "_shrunk": {}}
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     def config(self) -> dict:
         return {"version": ANALYSIS_VERSION, "radius": self.reach, "strength": self.strength, "h": self.h, "threshold": self.threshold,
                 "tapered": self.tapered, "flow": self.flow.config(), **({"fast": True, "fast_flow": self.fast_flow.config()} if self.fast else {}),
