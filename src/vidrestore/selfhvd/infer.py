@@ -5,8 +5,8 @@ precision), prepares it as in training (window models: neighbours warped onto fr
 analysis' consecutive flows, and the fusion prior, `vidrestore.selfhvd.window`; recurrent
 models: frames in place with their flows), and runs the network over the full-resolution frame
 in overlapping tiles (`vidrestore.models.tiling`). A window network's output is then pulled
-towards its fusion prior where sharper neighbours disagree strongly with the frame
-(`guard_moving`).
+towards its fusion prior where sharper neighbours disagree strongly with the frame or lose
+their forward-backward round trip (`guard_moving`).
 The output of frame i depends only on its window, so the pipeline can resume mid-video. (A
 recurrent model therefore runs over the whole window of every frame, 2k+1 frames per output.)
 """
@@ -89,9 +89,10 @@ def network_precision(model: nn.Module, device: torch.device) -> contextlib.Abst
 
 def guard_moving(restored: np.ndarray, fusion: np.ndarray, share: np.ndarray) -> np.ndarray:
     """The network's output pulled towards the fusion prior by `moving_share` (smoothed): where
-    sharper neighbours disagree strongly with the frame (an object moved), the fusion has already
-    left them out, while the network, which sees every aligned neighbour, can carry their content
-    (issue 17: a moving object must not be made worse)."""
+    sharper neighbours disagree strongly with the frame or their round trip fails (an object moved,
+    uncovering or covering the background), the fusion has already left them out, while the
+    network, which sees every aligned neighbour, can carry their content (issue 17: a moving object
+    must not be made worse)."""
     m = cv2.GaussianBlur(share, (0, 0), GUARD_SIGMA)[..., None]
     return restored + m * (fusion - restored)
 
@@ -130,7 +131,8 @@ class DeblurStage(Stage):
 
     def config(self) -> dict:
         return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
-                "sharp_frames": f"kept unless {SHARPER_NEIGHBOUR}x sharper within the window", "moving_guard": GUARD_SIGMA}
+                "sharp_frames": f"kept unless {SHARPER_NEIGHBOUR}x sharper within the window",
+                "moving_guard": {"smoothing": GUARD_SIGMA, "counts": "disagreement, lost round trip"}}
 
     def process(self, window: Window) -> np.ndarray:
         if self.kept[window.index]:  # a sharp frame is its own best estimate

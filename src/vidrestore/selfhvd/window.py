@@ -82,21 +82,28 @@ def fused(aligned: np.ndarray, prior: np.ndarray) -> np.ndarray:
 
 def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, aligned: np.ndarray) -> np.ndarray:
     """Per pixel, the share of the fusion's frame weights (`frame_weight`: sharper neighbours only) that
-    comes from neighbours disagreeing strongly there: where another moment's content differs from
-    frame i (a moving object), in [0, 1]. The comparison is `disagreement`'s, on luma low-passed
-    at MOVING_SIGMA rather than the trust's 1.5 px, so that a sharp neighbour's crisper edges
-    (blur, not motion) do not count."""
+    comes from neighbours that cannot be trusted there: where another moment's content differs from
+    frame i (a moving object), in [0, 1]. A neighbour counts where it disagrees strongly
+    (`disagreement`'s test, on luma low-passed at MOVING_SIGMA rather than the trust's 1.5 px, so that
+    a sharp neighbour's crisper edges, blur rather than motion, do not count) or where its
+    forward-backward round trip misses by more than half a pixel (what an object uncovers or
+    covers as it moves, and out of view); both spread over the disagreement's neighbourhood.
+    `aligned` is the whole frame's window (as `infer` builds it)."""
     low = low_luma(aligned[centre], MOVING_SIGMA)
     share = np.zeros(low.shape, np.float32)
     total = 0.0
     seen = {sources[centre]}
+    box = (0, low.shape[0], 0, low.shape[1])
+    spread = np.ones((DEFAULTS["spread"], DEFAULTS["spread"]), np.uint8)
     for n, t in enumerate(sources):
         if t in seen:
             continue
         seen.add(t)
         w = frame_weight(float(analysis.laplacian[t]) / max(float(analysis.laplacian[i]), 1e-12))
         if w > 0:
-            share += np.float32(w) * (disagreement(low, aligned[n], MOVING_SIGMA) > DEFAULTS["spread_above"])
+            moved = disagreement(low, aligned[n], MOVING_SIGMA) > DEFAULTS["spread_above"]
+            lost = cv2.dilate((visibility(analysis, i, t, box) < 0.5).astype(np.uint8), spread) > 0
+            share += np.float32(w) * (moved | lost)
             total += w
     return share / np.float32(total) if total > 0 else share
 
