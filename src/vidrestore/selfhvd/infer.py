@@ -26,7 +26,7 @@ from ..pipeline import Stage, Window
 from ..util.memory import reuse_freed_memory
 from .analysis import VideoAnalysis, to_size
 from .selection import SHARPER_NEIGHBOUR, kept_sharp
-from .window import fused, moving_share, window_input
+from .window import LOST_PX, fused, moving_share, window_input
 
 GUARD_SIGMA = 3.0  # px: the moving-object guard's map is smoothed so that its edges leave no seam
 
@@ -132,7 +132,7 @@ class DeblurStage(Stage):
     def config(self) -> dict:
         return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
                 "sharp_frames": f"kept unless {SHARPER_NEIGHBOUR}x sharper within the window",
-                "moving_guard": {"smoothing": GUARD_SIGMA, "counts": "disagreement, lost round trip"}}
+                "moving_guard": {"smoothing": GUARD_SIGMA, "counts": f"disagreement, round trip missing by {LOST_PX} px"}}
 
     def process(self, window: Window) -> np.ndarray:
         if self.kept[window.index]:  # a sharp frame is its own best estimate

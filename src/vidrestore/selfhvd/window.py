@@ -24,6 +24,7 @@ from .analysis import VideoAnalysis
 NO_WEIGHT = -30.0  # log-weight of a frame that must not contribute (exp(-30) ~ 1e-13)
 OCCLUSION_SLOPE = 0.8
 MOVING_SIGMA = 3.0  # px: `moving_share`'s low-pass (README: SelfHVD, moving objects)
+LOST_PX = 2.5  # px: a round trip missing by this much is an object's motion, not flow noise (`moving_share`)
 
 
 def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -86,8 +87,9 @@ def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
     frame i (a moving object), in [0, 1]. A neighbour counts where it disagrees strongly
     (`disagreement`'s test, on luma low-passed at MOVING_SIGMA rather than the trust's 1.5 px, so that
     a sharp neighbour's crisper edges, blur rather than motion, do not count) or where its
-    forward-backward round trip misses by more than half a pixel (what an object uncovers or
-    covers as it moves, and out of view); both spread over the disagreement's neighbourhood.
+    forward-backward round trip misses by LOST_PX or more (what an object uncovers or covers as it
+    moves, and out of view; on real blurry footage the flows' own round trips miss by about half a
+    pixel); both spread over the disagreement's neighbourhood.
     `aligned` is the whole frame's window (as `infer` builds it)."""
     low = low_luma(aligned[centre], MOVING_SIGMA)
     share = np.zeros(low.shape, np.float32)
@@ -102,7 +104,7 @@ def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
         w = frame_weight(float(analysis.laplacian[t]) / max(float(analysis.laplacian[i]), 1e-12))
         if w > 0:
             moved = disagreement(low, aligned[n], MOVING_SIGMA) > DEFAULTS["spread_above"]
-            lost = cv2.dilate((visibility(analysis, i, t, box) < 0.5).astype(np.uint8), spread) > 0
+            lost = cv2.dilate((analysis.round_trip_error(i, t, box) >= LOST_PX).astype(np.uint8), spread) > 0
             share += np.float32(w) * (moved | lost)
             total += w
     return share / np.float32(total) if total > 0 else share
