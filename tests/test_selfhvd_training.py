@@ -243,7 +243,7 @@ def test_deblur_of_soft_footage_works_at_half_size_and_keeps_the_full_frames(sha
                 errors["input"].append(np.mean((f_in.rgb - f_gt.rgb) ** 2))
                 errors["output"].append(np.mean((f_out.rgb - f_gt.rgb) ** 2))
         scores[limit] = {k: -10 * np.log10(np.mean(v)) for k, v in errors.items()}
-    assert scores[2]["output"] > scores[1]["output"] + 0.3 > scores[1]["input"] + 0.3, scores  # 35.8, 35.3, 32.0 dB
+    assert scores[2]["output"] > scores[1]["output"] + 0.5 > scores[1]["input"] + 0.5, scores  # 36.4, 35.4, 34.0 dB
     cache = tmp_path / "work" / "cache"
     folders = set(cache.iterdir())
     done = run_cli("deblur", blurry, "-o", tmp_path / "fid.mkv", "--fidelity", "--codec", "ffv1", "--work-dir", tmp_path / "work")
