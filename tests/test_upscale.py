@@ -171,10 +171,12 @@ def test_refinement_in_strips_equals_the_whole_frame():
     from vidrestore.restoration import internal_sr
 
     torch.manual_seed(0)
-    net = internal_sr.refiner().eval()
-    y = np.random.default_rng(0).random((300, 120)).astype(np.float32)
-    whole = internal_sr.refine(net, y, rows=300)
-    assert np.abs(internal_sr.refine(net, y, rows=37) - whole).max() < 1e-6
+    y = np.random.default_rng(0).random((301, 121)).astype(np.float32)
+    for scale in (4, 2):   # from scratch; the shipped start's shape (pixel unshuffle, odd sizes padded)
+        net = internal_sr.refiner(scale).eval()
+        whole = internal_sr.refine(net, y, rows=302)
+        assert whole.shape == y.shape
+        assert np.abs(internal_sr.refine(net, y, rows=37) - whole).max() < 1e-5
 
 
 def test_blur_estimate_tracks_the_downscaling_blur():
@@ -291,7 +293,7 @@ def test_learned_detail_averaged_over_neighbours_is_steadier_and_depends_on_the_
     torch.manual_seed(0)
     net = internal_sr.refiner().eval()
     with torch.no_grad():
-        for p in net[-1].parameters():
+        for p in net.body[-1].parameters():
             p *= 10
 
     def stage(detail_radius: int) -> Upscale:
@@ -309,3 +311,39 @@ def test_learned_detail_averaged_over_neighbours_is_steadier_and_depends_on_the_
     alone = stage(2)
     cold = luma(alone.process(Window(tuple(frames[4 - alone.radius:5 + alone.radius]), alone.radius)))
     assert np.abs(cold - outs[4]).max() == 0
+
+
+def _drawn_picture(size: int = 256, seed: int = 1) -> np.ndarray:
+    """A picture no training set holds: anti-aliased lines, discs and text of random grey levels."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size), 128, np.uint8)
+    for _ in range(40):
+        c, kind = int(rng.integers(256)), int(rng.integers(3))
+        p, q = (tuple(int(v) for v in rng.integers(0, size, 2)) for _ in range(2))
+        if kind == 0:
+            cv2.line(img, p, q, c, int(rng.integers(1, 4)), cv2.LINE_AA)
+        elif kind == 1:
+            cv2.circle(img, p, int(rng.integers(3, 40)), c, -1, cv2.LINE_AA)
+        else:
+            cv2.putText(img, "vid", p, cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.4, 1.2)), c, 1, cv2.LINE_AA)
+    return img.astype(np.float32) / 255
+
+
+def test_shipped_x2_start_beats_bicubic_and_untrained_weights_do_not():
+    """The x2 refiner's shipped weights load and, on a drawn picture downscaled by area, recover what
+    bicubic upsampling does not (measured +1.5 dB with an early snapshot of the training); the same
+    network untrained falls below bicubic."""
+    import torch
+
+    from vidrestore.restoration import internal_sr
+    from vidrestore.restoration.kernel_fusion import back_project
+
+    truth = _drawn_picture()
+    small = cv2.resize(truth, (128, 128), interpolation=cv2.INTER_AREA)
+    start = back_project(bicubic(small, 2), small, 2, 0.0)
+    base = psnr(np.clip(bicubic(small, 2), 0, 1), truth, crop=8)
+    torch.manual_seed(0)
+    scores = {}
+    for name, net in [("shipped", internal_sr.pretrained(2)), ("untrained", internal_sr.refiner(2).eval())]:
+        scores[name] = psnr(np.clip(back_project(internal_sr.refine(net, start), small, 2, 0.0), 0, 1), truth, crop=8) - base
+    assert scores["shipped"] > 1.0 and scores["untrained"] < 0.5, scores

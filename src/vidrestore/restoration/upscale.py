@@ -8,7 +8,7 @@ consistent with the frame itself by back-projection (Irani & Peleg 1991) under t
 degradation: a Gaussian blur estimated from the video (`kernel_fusion.estimate_psf`) and a sampling
 grid the user states (`kernel_fusion.origin`). Unless `fidelity` is
 set, a small network trained on the video's own frames (`internal_sr`, as ZSSR, Shocher et al.,
-CVPR 2018) refines that luma, back-projected onto the frame again (as ZSSR ends), and the detail it
+CVPR 2018; at x2 adapted from weights the project trained on external pictures and ships) refines that luma, back-projected onto the frame again (as ZSSR ends), and the detail it
 adds is averaged with its neighbours', aligned and trusted as the fusion's samples are, so that it
 does not flicker; so is the fusion itself, its neighbours' weighed by a tenth of their trust
 (`FUSION_WEIGHT`). With `fidelity` only the frame's own fusion of observed samples is used. Chroma holds little
@@ -43,7 +43,7 @@ from .kernel_fusion import (
 )
 
 SCALES = (2, 3, 4)
-ANALYSIS_VERSION = 2   # bump when the trained refiner changes meaning: cached analyses are keyed on it
+ANALYSIS_VERSION = 3   # bump when the trained refiner changes meaning: cached analyses are keyed on it
 TRAIN_WINDOWS = 2      # windows, spread over the video, the refiner is trained on
 FUSION_WEIGHT = 0.1    # weight, times their trust, of the neighbours' fusions averaged with the frame's (learned path)
 
@@ -84,7 +84,7 @@ class Upscale(Stage):
         grid: where each input pixel lies in its block of scale x scale output pixels (`kernel_fusion.origin`):
             "centre" (area, bicubic and Lanczos downscaling) or "corner" (`blur(x)[::s, ::s]`, Vid4's "BD").
         fidelity: the multi-frame fusion alone (observed samples only), no learned refinement.
-        steps: training steps of the refiner.
+        steps: training steps of the refiner (at x2, steps adapting the shipped start to the video).
         detail_radius: neighbours each side whose learned detail (the refinement's change to their fusion),
             warped onto the frame and weighed by the fusion's trust, is averaged with the frame's own
             (`kernel_fusion.average_aligned`): detail that changes from frame to frame is flicker (Vid4
@@ -115,7 +115,8 @@ class Upscale(Stage):
 
     def config(self) -> dict:
         learned = {} if self.fidelity else {"version": ANALYSIS_VERSION, "steps": self.steps,
-                                            "detail_radius": self.detail_radius, "fusion_weight": FUSION_WEIGHT}
+                                            "detail_radius": self.detail_radius, "fusion_weight": FUSION_WEIGHT,
+                                            "start": internal_sr.start_id(self.scale)}
         return {"scale": self.scale, "radius": self.fuse_radius, "psf": self.psf_stated, "grid": self.grid,
                 "fidelity": self.fidelity, "flow": self.flow.config(), **learned}
 
@@ -150,12 +151,12 @@ class Upscale(Stage):
                                       f"(at least {8 * self.scale} px a side); use fidelity")
             fused = fused_luma(small, order.index(c), self.scale, psf, self.grid, _flows(self.flow, small))
             pairs.append((fused, kept[c][:fused.shape[0], :fused.shape[1]]))
-        internal_sr.save(internal_sr.train(pairs, self.steps), cache_dir / "refiner.safetensors")
+        internal_sr.save(internal_sr.train(pairs, self.steps, self.scale), cache_dir / "refiner.safetensors")
 
     def load(self, cache_dir: Path) -> None:
         self.psf = json.loads((cache_dir / "kernel.json").read_text())["psf"]
         if not self.fidelity:
-            self.net = internal_sr.load(cache_dir / "refiner.safetensors")
+            self.net = internal_sr.load(cache_dir / "refiner.safetensors", self.scale)
 
     def process(self, window: Window) -> np.ndarray:
         if self.psf is None:
