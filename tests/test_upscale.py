@@ -331,8 +331,8 @@ def _drawn_picture(size: int = 256, seed: int = 1) -> np.ndarray:
 
 def test_shipped_x2_start_beats_bicubic_and_untrained_weights_do_not():
     """The x2 refiner's shipped weights load and, on a drawn picture downscaled by area, recover what
-    bicubic upsampling does not (measured +1.5 dB with an early snapshot of the training); the same
-    network untrained falls below bicubic."""
+    bicubic upsampling does not (measured: +3.45 dB, +1.5 with the 1500-step snapshot of its
+    training); the same network untrained falls below bicubic (-1.3 dB)."""
     import torch
 
     from vidrestore.restoration import internal_sr
