@@ -61,8 +61,6 @@ class Refiner(nn.Module):
         return x
 
     def correct(self, planes: torch.Tensor) -> torch.Tensor:
-        if self.factor == 1:
-            return planes + self.body(planes)
         return planes + F.pixel_shuffle(self.body(F.pixel_unshuffle(planes, self.factor)), self.factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,13 +94,19 @@ def refiner(scale: int = 4) -> Refiner:
     return Refiner(*SHAPES.get(scale, SCRATCH))
 
 
+def _shipped(scale: int):
+    """The shipped start's file at `scale` (a package resource), or None."""
+    name = PRETRAINED.get(scale)
+    return None if name is None else resources.files("vidrestore") / "weights" / name
+
+
 def pretrained(scale: int) -> Refiner | None:
     """The shipped start at `scale` (None where the refiner starts from scratch)."""
-    name = PRETRAINED.get(scale)
-    if name is None:
+    shipped = _shipped(scale)
+    if shipped is None:
         return None
     net = refiner(scale)
-    with resources.as_file(resources.files("vidrestore") / "weights" / name) as path:
+    with resources.as_file(shipped) as path:
         net.load_state_dict(load_file(str(path)))
     return net.eval()
 
@@ -111,10 +115,8 @@ def pretrained(scale: int) -> Refiner | None:
 def start_id(scale: int) -> str | None:
     """A digest of the shipped start at `scale` (None where there is none): analyses cached with a
     refiner adapted from it are keyed on it."""
-    name = PRETRAINED.get(scale)
-    if name is None:
-        return None
-    return hashlib.sha256((resources.files("vidrestore") / "weights" / name).read_bytes()).hexdigest()[:16]
+    shipped = _shipped(scale)
+    return None if shipped is None else hashlib.sha256(shipped.read_bytes()).hexdigest()[:16]
 
 
 def _untrained(scale: int) -> Refiner | Adapted:

@@ -8,8 +8,8 @@ consistent with the frame itself by back-projection (Irani & Peleg 1991) under t
 degradation: a Gaussian blur estimated from the video (`kernel_fusion.estimate_psf`) and a sampling
 grid the user states (`kernel_fusion.origin`). Unless `fidelity` is
 set, a small network trained on the video's own frames (`internal_sr`, as ZSSR, Shocher et al.,
-CVPR 2018; at x2 adapted from weights the project trained on external pictures and ships) refines that luma, back-projected onto the frame again (as ZSSR ends), and the detail it
-adds is averaged with its neighbours', aligned and trusted as the fusion's samples are, so that it
+CVPR 2018; at x2 after weights the project trained on external pictures and ships) refines that
+luma, back-projected onto the frame again (as ZSSR ends), and the detail it adds is averaged with its neighbours', aligned and trusted as the fusion's samples are, so that it
 does not flicker; so is the fusion itself, its neighbours' weighed by a tenth of their trust
 (`FUSION_WEIGHT`). With `fidelity` only the frame's own fusion of observed samples is used. Chroma holds little
 detail: it is upsampled bicubically.
@@ -84,7 +84,7 @@ class Upscale(Stage):
         grid: where each input pixel lies in its block of scale x scale output pixels (`kernel_fusion.origin`):
             "centre" (area, bicubic and Lanczos downscaling) or "corner" (`blur(x)[::s, ::s]`, Vid4's "BD").
         fidelity: the multi-frame fusion alone (observed samples only), no learned refinement.
-        steps: training steps of the refiner (at x2, steps adapting the shipped start to the video).
+        steps: training steps of the refiner (at x2, of the head trained after the shipped start).
         detail_radius: neighbours each side whose learned detail (the refinement's change to their fusion),
             warped onto the frame and weighed by the fusion's trust, is averaged with the frame's own
             (`kernel_fusion.average_aligned`): detail that changes from frame to frame is flicker (Vid4
