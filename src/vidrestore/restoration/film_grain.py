@@ -19,16 +19,24 @@ difference. Flat: the local energy of the mean's fine detail (its residual from 
 energy on the flat pixels of that bin (the sum of two fields halved has half a field's variance,
 the difference twice), found by a few rounds from the bin's least detailed `_SEED`. (A fixed share
 of the flattest pixels takes fine texture for flat on densely textured scenes, and the neighbour's
-texture, never aligned exactly, leaks into the difference: +23-52 % on the aerial city.) On the
-flat pixels of pairs spread through the video:
+texture, never aligned exactly, leaks into the difference: +23-52 % on the aerial city.) Each of
+`FRAMES` frames spread through the video is paired with the frame before and the frame after it;
+on the flat pixels:
 
 * strength curve: per intensity bin (of the pair's blurred mean luma) the deviation of the grain
   whose clipped difference has the difference's robust deviation (`robust_sd`: trimmed at 3
   deviations, not held to whole code values as the median absolute deviation is): near black and
   white, grain clipped to [0, 1] measures weaker than it is (`clipped_deviation`);
-* AR coefficients: the difference over its deviation, regressed by least squares on its causal
-  neighbours within `lag` (lag 2: 12 coefficients, as AV1's luma), samples beyond 4 deviations
-  of the difference left out.
+* AR coefficients: Yule-Walker's equations on the grain's autocovariance, measured as the product
+  of the frame's two differences, one at p and the other at p+k (`grain_covariance`): both hold the
+  frame's grain, and the neighbours' grains are independent of it and of each other, so the product
+  is the frame's own grain's autocovariance alone. A difference's own autocovariance also holds
+  the warped neighbour's grain, whose nearest-neighbour warp repeats and skips pixels along the
+  flow's rounding seams: on the aerial city (flow varying everywhere) it measured the diagonal
+  offsets 0.03-0.04 low, and grain re-made from it was 5-19 % less correlated at lags 1-3. Samples
+  beyond 4 deviations of either difference are left out; where the product makes no
+  autocovariance (Yule-Walker's matrix not positive definite: misaligned scene, with opposite signs
+  in the two differences, outweighing the grain), each difference's own is used.
 
 The pairs' flow is Farneback's with 45 px windows: DIS (8 px patches at half size) follows the
 grain itself in flat areas, so the aligned neighbour's grain there correlates with the frame's
@@ -92,7 +100,7 @@ from ..synth.film import (
 from .denoise import Denoise
 
 FLAT = 1.5            # flat: the pair mean's fine-detail energy within this many times what grain alone puts there
-PAIRS = 12            # frame pairs, spread over the video, it is measured on
+FRAMES = 12           # frames, spread over the video, it is measured on (each against both neighbours)
 BINS = 8              # intensity bins of the strength curve
 _MIN_PIXELS = 500     # fewest flat pixels for a bin to count
 _LEVEL_SIGMA = 2.0    # Gaussian sigma (px) of the blur of the pair's mean that gives each pixel's intensity
@@ -114,7 +122,7 @@ _MATCH_FIELDS = 24    # synthesized 128x128 grain fields (a template each) per r
 class PairMaps:
     """One frame pair's maps (frame size): the scene (the pair's mean RGB, blurred) and its luma, the
     difference (frame minus the warped neighbour, luma), the fine-detail energies of the mean's luma
-    and of the difference, and where the pixel and its AR neighbourhood are inside the warp."""
+    and of the difference, and where the pixel is inside the warp."""
 
     scene: np.ndarray
     level: np.ndarray
@@ -135,20 +143,13 @@ def detail_energy(y: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(hp * hp, (0, 0), _ENERGY_SIGMA)
 
 
-def _with_neighbours(mask: np.ndarray, lag: int) -> np.ndarray:
-    """`mask` where a pixel's causal AR neighbourhood of `lag` lies in `mask` too (and inside the frame)."""
-    out = cv2.erode(mask.astype(np.uint8), np.ones((lag + 1, 2 * lag + 1), np.uint8), anchor=(lag, lag)) > 0
-    out[:lag] = out[:, :lag] = out[:, -lag:] = False
-    return out & mask
-
-
-def pair_maps(a: np.ndarray, b: np.ndarray, flow: np.ndarray, lag: int) -> PairMaps:
+def pair_maps(a: np.ndarray, b: np.ndarray, flow: np.ndarray) -> PairMaps:
     """The maps of frame `a` against frame `b` warped onto it (nearest-neighbour)."""
     warped, inside = backward_warp(b, flow, interpolation=cv2.INTER_NEAREST)
     mean = 0.5 * (a + warped)
     scene = cv2.GaussianBlur(mean, (0, 0), _LEVEL_SIGMA)
     d = luma(a) - luma(warped)
-    return PairMaps(scene, luma(scene), d, detail_energy(luma(mean)), detail_energy(d), _with_neighbours(inside > 0, lag))
+    return PairMaps(scene, luma(scene), d, detail_energy(luma(mean)), detail_energy(d), inside > 0)
 
 
 def _bin_of(level: np.ndarray) -> np.ndarray:
@@ -175,13 +176,10 @@ def flat_limits(maps: Iterable[PairMaps]) -> np.ndarray:
     return limits
 
 
-def pair_samples(m: PairMaps, limits: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(scene RGB (N, 3), intensity, difference, neighbour differences (N, taps)) at a pair's flat
-    pixels whose AR neighbourhood is flat too."""
-    ok = _with_neighbours(m.valid & (m.detail <= limits[_bin_of(m.level)]), lag)
-    ys, xs = np.nonzero(ok)
-    taps = np.stack([m.diff[ys + dy, xs + dx] for dy, dx in _offsets(lag)], axis=1)
-    return m.scene[ys, xs], m.level[ys, xs], m.diff[ys, xs], taps
+def pair_samples(m: PairMaps, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scene RGB (N, 3), intensity, difference) at a pair's flat pixels."""
+    ok = m.valid & (m.detail <= limits[_bin_of(m.level)])
+    return m.scene[ok], m.level[ok], m.diff[ok]
 
 
 def robust_sd(x: np.ndarray) -> float:
@@ -285,13 +283,71 @@ def match_synthesis(measured: np.ndarray, lag: int, seed: int = 0) -> np.ndarray
     return coeffs
 
 
-def fit_grain(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lag: int = 2) -> dict:
-    """The AV1 grain model (synth.film's form) from (frame, neighbour, flow frame -> neighbour) pairs."""
-    if not pairs:
-        raise VidrestoreError("grain needs at least two frames to be measured")
-    limits = flat_limits(pair_maps(a, b, f, lag) for a, b, f in pairs)
-    samples = [pair_samples(pair_maps(a, b, f, lag), limits, lag) for a, b, f in pairs]   # maps again: one pair's at a time
-    scene, level, d, taps = (np.concatenate([s[k] for s in samples]) for k in range(4))
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _lags(lag: int) -> list[tuple[int, int]]:
+    """Every offset between two of the AR filter's taps or a tap and the pixel, one of each pair
+    (k, -k): the autocovariances Yule-Walker's equations ask for."""
+    taps = _offsets(lag) + [(0, 0)]
+    return sorted({max((a[0] - b[0], a[1] - b[1]), (b[0] - a[0], b[1] - a[1])) for a in taps for b in taps})
+
+
+def cross_covariance(u1: np.ndarray, u2: np.ndarray, ok: np.ndarray, lags: list[tuple[int, int]]) -> np.ndarray:
+    """Per offset k: the sum over p of (u1(p) u2(p+k) + u2(p) u1(p+k)) / 2 where `ok` holds at p and
+    p+k, and the count of those p."""
+    h, w = ok.shape
+    out = np.zeros((len(lags), 2))
+    for i, (dy, dx) in enumerate(lags):
+        y0, y1, x0, x1 = max(0, -dy), h - max(0, dy), max(0, -dx), w - max(0, dx)
+        here, there = (slice(y0, y1), slice(x0, x1)), (slice(y0 + dy, y1 + dy), slice(x0 + dx, x1 + dx))
+        both = ok[here] & ok[there]
+        out[i] = 0.5 * float(np.sum((u1[here] * u2[there] + u2[here] * u1[there])[both])), float(both.sum())
+    return out
+
+
+def yule_walker(cov: dict[tuple[int, int], float], lag: int) -> np.ndarray | None:
+    """AR coefficients (AV1's order) from the autocovariance at `_lags(lag)` (Yule-Walker's
+    equations); None where it is not an autocovariance (its matrix not positive definite)."""
+    def rho(k: tuple[int, int]) -> float:
+        return cov[max(k, (-k[0], -k[1]))] / cov[(0, 0)]
+
+    taps = _offsets(lag)
+    r = np.array([[rho((a[0] - b[0], a[1] - b[1])) for b in taps] for a in taps])
+    if cov[(0, 0)] <= 0 or np.linalg.eigvalsh(r).min() <= 0:
+        return None
+    return np.linalg.solve(r, np.array([rho(k) for k in taps]))
+
+
+def grain_covariance(triples: Iterable[Triple], limits: np.ndarray, xs: list[float], sd: list[float],
+                     lag: int) -> tuple[dict, dict]:
+    """The grain's autocovariance (of the grain over its strength) at `_lags(lag)`, from each
+    triple's two differences (the frame minus either neighbour warped onto it) where both are flat:
+    the product of one at p and the other at p+k (the frame's own grain alone), and each one's own
+    (two fields, the warped one's nearest-neighbour seams and misaligned scene included)."""
+    lags = _lags(lag)
+    cross, own = np.zeros((len(lags), 2)), np.zeros((len(lags), 2))
+    for a, b, fb, c, fc in triples:
+        m1, m2 = pair_maps(a, b, fb), pair_maps(a, c, fc)
+        s = np.sqrt(2) * np.maximum(np.interp(m1.level, xs, sd), 1e-6)     # a difference's deviation
+        u1, u2 = m1.diff / s, m2.diff / s
+        ok = m1.valid & m2.valid & (np.abs(u1) < _INLIER) & (np.abs(u2) < _INLIER)   # texture the flow missed is not grain
+        for m in (m1, m2):
+            ok &= m.detail <= limits[_bin_of(m.level)]
+        cross += cross_covariance(u1, u2, ok, lags)
+        own += cross_covariance(u1, u1, ok, lags) + cross_covariance(u2, u2, ok, lags)
+    return tuple(dict(zip(lags, x[:, 0] / np.maximum(x[:, 1], 1))) for x in (cross, own))
+
+
+def fit_grain(triples: list[Triple], lag: int = 2) -> dict:
+    """The AV1 grain model (synth.film's form) from (frame, neighbour before, flow frame -> before,
+    neighbour after, flow frame -> after) triples."""
+    if not triples:
+        raise VidrestoreError("grain needs at least three frames to be measured")
+    pairs = [(a, n, f) for a, b, fb, c, fc in triples for n, f in ((b, fb), (c, fc))]
+    limits = flat_limits(pair_maps(a, n, f) for a, n, f in pairs)
+    samples = [pair_samples(pair_maps(a, n, f), limits) for a, n, f in pairs]   # maps again: one pair's at a time
+    scene, level, d = (np.concatenate([s[k] for s in samples]) for k in range(3))
     xs, sd = [], []
     bins = _bin_of(level)
     for b in range(BINS):
@@ -301,10 +357,10 @@ def fit_grain(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lag: int =
             sd.append(clipped_deviation(scene[sel], d[sel]))
     if not xs:
         raise VidrestoreError("no flat areas to measure the grain on")
-    strength = np.sqrt(2) * np.maximum(np.interp(level, xs, sd), 1e-6)[:, None]    # the difference's deviation
-    unit, near = d / strength[:, 0], taps / strength
-    inlier = (np.abs(unit) < _INLIER) & (np.abs(near) < _INLIER).all(axis=1)   # texture the flow did not align is not grain
-    coeffs, *_ = np.linalg.lstsq(near[inlier], unit[inlier], rcond=None)
+    cross, own = grain_covariance(triples, limits, xs, sd, lag)
+    coeffs = yule_walker(cross, lag)
+    if coeffs is None:
+        coeffs = yule_walker(own, lag)
     coeffs = match_synthesis(coeffs, lag)
     points = [[0.0, sd[0]]] * (xs[0] > 0) + [[x, s] for x, s in zip(xs, sd)] + [[1.0, sd[-1]]] * (xs[-1] < 1)
     return {"ar_coeff_lag": lag, "ar_coeffs_y": np.round(coeffs, 4).tolist(),
@@ -324,8 +380,8 @@ class GrainMeasure(Stage):
         self.model: dict | None = None
 
     def config(self) -> dict:
-        return {"lag": self.lag, "pairs": PAIRS, "flat": FLAT, "bins": BINS, "seed_share": _SEED, "flow": self.flow.config(),
-                "smooth_flow": self.smooth_flow.config(), "flow_blur": FLOW_BLUR, "flow_choice": "closer"}
+        return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "flat": FLAT, "bins": BINS, "seed_share": _SEED,
+                "flow": self.flow.config(), "smooth_flow": self.smooth_flow.config(), "flow_blur": FLOW_BLUR, "flow_choice": "closer"}
 
     def pair_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The flow from `a` to `b`: of the frames' own and of the frames blurred by `FLOW_BLUR`, the closer (`closer_flow`)."""
@@ -333,14 +389,15 @@ class GrainMeasure(Stage):
         return closer_flow(a, b, [self.flow(a, b), self.smooth_flow(*blur)])
 
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
-        count = max(2, info.frame_count or 2)
-        picks = set(np.linspace(0, count - 2, min(count - 1, PAIRS)).round().astype(int).tolist())
-        pairs, prev = [], None
+        count = max(3, info.frame_count or 3)
+        picks = set(np.linspace(1, count - 2, min(count - 2, FRAMES)).round().astype(int).tolist())
+        triples, before, centre = [], None, None
         for f in frames:
-            if prev is not None and prev.index in picks:
-                pairs.append((prev.rgb, f.rgb, self.pair_flow(prev.rgb, f.rgb)))
-            prev = f
-        (cache_dir / "grain.json").write_text(json.dumps(fit_grain(pairs, self.lag), indent=1))
+            if centre is not None and centre.index in picks:
+                triples.append((centre.rgb, before.rgb, self.pair_flow(centre.rgb, before.rgb),
+                                f.rgb, self.pair_flow(centre.rgb, f.rgb)))
+            before, centre = centre, f
+        (cache_dir / "grain.json").write_text(json.dumps(fit_grain(triples, self.lag), indent=1))
 
     def load(self, cache_dir: Path) -> None:
         self.model = json.loads((cache_dir / "grain.json").read_text())
@@ -417,3 +474,4 @@ class GrainMerge(Stage):
         for old in [i for i in self.split.held if i < window.index]:
             del self.split.held[old]
         return np.clip(window.frame.rgb + grain, 0.0, 1.0)
+
