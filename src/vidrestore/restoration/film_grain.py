@@ -31,9 +31,10 @@ on the flat pixels:
   of the frame's two differences, one at p and the other at p+k (`grain_covariance`): both hold the
   frame's grain, and the neighbours' grains are independent of it and of each other, so the product
   is the frame's own grain's autocovariance alone. A difference's own autocovariance also holds
-  the warped neighbour's grain, whose nearest-neighbour warp repeats and skips pixels along the
-  flow's rounding seams: on the aerial city (flow varying everywhere) it measured the diagonal
-  offsets 0.03-0.04 low, and grain re-made from it was 5-19 % less correlated at lags 1-3. Samples
+  the warped neighbour's grain, which a nearest-neighbour warp along a flow that varies from pixel
+  to pixel (as flows on fine texture do) scatters, so that it is less correlated than it was: on
+  the aerial city that measured the diagonal offsets 0.03-0.04 low, and grain re-made from it was
+  5-19 % less correlated at lags 1-3 (a smooth zoom's rounding seams alone change little). Samples
   beyond 4 deviations of either difference are left out; where the product makes no
   autocovariance (Yule-Walker's matrix not positive definite: misaligned scene, with opposite signs
   in the two differences, outweighing the grain), each difference's own is used.
@@ -324,7 +325,7 @@ def grain_covariance(triples: Iterable[Triple], limits: np.ndarray, xs: list[flo
     """The grain's autocovariance (of the grain over its strength) at `_lags(lag)`, from each
     triple's two differences (the frame minus either neighbour warped onto it) where both are flat:
     the product of one at p and the other at p+k (the frame's own grain alone), and each one's own
-    (two fields, the warped one's nearest-neighbour seams and misaligned scene included)."""
+    (two fields, the warped one scattered by the warp, misaligned scene included)."""
     lags = _lags(lag)
     cross, own = np.zeros((len(lags), 2)), np.zeros((len(lags), 2))
     for a, b, fb, c, fc in triples:
