@@ -313,9 +313,11 @@ def yule_walker(cov: dict[tuple[int, int], float], lag: int) -> np.ndarray | Non
     def rho(k: tuple[int, int]) -> float:
         return cov[max(k, (-k[0], -k[1]))] / cov[(0, 0)]
 
+    if cov[(0, 0)] <= 0:
+        return None
     taps = _offsets(lag)
     r = np.array([[rho((a[0] - b[0], a[1] - b[1])) for b in taps] for a in taps])
-    if cov[(0, 0)] <= 0 or np.linalg.eigvalsh(r).min() <= 0:
+    if np.linalg.eigvalsh(r).min() <= 0:
         return None
     return np.linalg.solve(r, np.array([rho(k) for k in taps]))
 
@@ -475,4 +477,3 @@ class GrainMerge(Stage):
         for old in [i for i in self.split.held if i < window.index]:
             del self.split.held[old]
         return np.clip(window.frame.rgb + grain, 0.0, 1.0)
-
