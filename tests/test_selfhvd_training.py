@@ -216,8 +216,8 @@ def test_deblur_of_soft_footage_works_at_half_size_and_keeps_the_full_frames(sha
     """Footage that holds no more detail than half its size (the clip upscaled 2x) is analysed and trained on
     at half size; the output keeps the full size and its sharp frames unchanged, and its blurry frames come
     closer to the ground truth than at full resolution."""
-    def upscaled(path, name):
-        frames = [cv2.resize(f.rgb, (640, 384), interpolation=cv2.INTER_CUBIC) for f in read_frames(path)]
+    def upscaled(path, name):   # the first 24 frames: the suite's slowest test with all 36
+        frames = [cv2.resize(f.rgb, (640, 384), interpolation=cv2.INTER_CUBIC) for f in itertools.islice(read_frames(path), 24)]
         write_video(tmp_path / name, frames, 30, EncodeSettings("ffv1"))
         return tmp_path / name
 
@@ -243,7 +243,7 @@ def test_deblur_of_soft_footage_works_at_half_size_and_keeps_the_full_frames(sha
                 errors["input"].append(np.mean((f_in.rgb - f_gt.rgb) ** 2))
                 errors["output"].append(np.mean((f_out.rgb - f_gt.rgb) ** 2))
         scores[limit] = {k: -10 * np.log10(np.mean(v)) for k, v in errors.items()}
-    assert scores[2]["output"] > scores[1]["output"] + 0.5 > scores[1]["input"] + 0.5, scores  # 36.4, 35.4, 34.0 dB
+    assert scores[2]["output"] > scores[1]["output"] + 0.5 > scores[1]["input"] + 0.5, scores  # 35.8, 34.9, 33.2 dB
     cache = tmp_path / "work" / "cache"
     folders = set(cache.iterdir())
     done = run_cli("deblur", blurry, "-o", tmp_path / "fid.mkv", "--fidelity", "--codec", "ffv1", "--work-dir", tmp_path / "work")
