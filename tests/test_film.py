@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli, textured_scene
+from conftest import one_line_error, run_cli, textured_scene
 from vidrestore.errors import VidrestoreError
 from vidrestore.flow import create_flow
 from vidrestore.io import EncodeSettings, read_frames, write_video
@@ -575,3 +575,13 @@ def test_grain_kept_and_resynthesized_through_the_chain(grainy, tmp_path):
             assert across == pytest.approx(0.5, abs=0.1), across     # the measured correlation re-made
         else:
             assert db < -6, db
+
+
+def test_grain_measured_on_too_short_a_clip_is_one_line_naming_it(grainy, tmp_path):
+    """The grain is measured on a frame and both its neighbours: two frames are too few, said in one line that names the file."""
+    short = tmp_path / "two.mkv"
+    write_video(short, _frames(grainy[1])[:2], 24, EncodeSettings("ffv1"))
+    r = run_cli("film", short, "-o", tmp_path / "out.mkv", "--grain", "resynth", "--no-deflicker", "--colour", "off",
+                "--work-dir", tmp_path / "w")
+    one_line_error(r, "two.mkv", "at least three frames")
+    assert not (tmp_path / "out.mkv").exists()

@@ -400,7 +400,11 @@ class GrainMeasure(Stage):
                 triples.append((centre.rgb, before.rgb, self.pair_flow(centre.rgb, before.rgb),
                                 f.rgb, self.pair_flow(centre.rgb, f.rgb)))
             before, centre = centre, f
-        (cache_dir / "grain.json").write_text(json.dumps(fit_grain(triples, self.lag), indent=1))
+        try:
+            model = fit_grain(triples, self.lag)
+        except VidrestoreError as e:
+            raise VidrestoreError(e.message, info.path) from None
+        (cache_dir / "grain.json").write_text(json.dumps(model, indent=1))
 
     def load(self, cache_dir: Path) -> None:
         self.model = json.loads((cache_dir / "grain.json").read_text())
