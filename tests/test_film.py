@@ -14,10 +14,11 @@ from vidrestore.flow import create_flow
 from vidrestore.io import EncodeSettings, read_frames, write_video
 from vidrestore.io.colour import luma
 from vidrestore.pipeline import apply_stages, create_stage, restore
-from vidrestore.restoration import film_dust
+from vidrestore.io.probe import probe
+from vidrestore.restoration import film_dust, film_grain
 from vidrestore.restoration.film import film_stages
-from vidrestore.restoration.film_grain import (ar_fit, clipped_deviation, closer_flow, fit_grain, match_synthesis, robust_sd,
-                                              unclipped_frame)
+from vidrestore.restoration.film_grain import (GrainMeasure, _lags, ar_fit, clipped_deviation, closer_flow, fit_grain,
+                                              grain_coefficients, match_synthesis, robust_sd, unclipped_frame)
 from vidrestore.synth.film import (FilmDamage, add_grain, apply_fade, grain_field, grain_model, grain_scaling, grain_template,
                                    load_params, read_mask, synth_film)
 
@@ -490,6 +491,20 @@ def test_grain_correlation_measured_through_flows_that_scatter_the_neighbours_gr
     assert max(abs(c) for k, c in enumerate(coeffs) if k not in (2, 7, 10, 11)) < 0.03, coeffs
 
 
+def test_grain_coefficients_fall_back_from_the_product_to_each_difference_to_white():
+    """AR(1) grain along rows (lag-1 correlation 0.5 across, 0.25 two apart): the product's estimate is
+    used where it is an autocovariance; where it is not (a variance below 0), each difference's own;
+    where neither is (correlations at 1 and above, as a film whose codec took the grain gives), white."""
+    def cov(across: float, scale: float = 1.0) -> dict:
+        return {k: scale * (1.0 if k == (0, 0) else across ** abs(k[1]) if k[0] == 0 else 0.0) for k in _lags(1)}
+
+    ar1 = [0.0, 0.0, 0.0, 0.5]                                  # lag 1, AV1's order: the left neighbour last
+    assert np.allclose(grain_coefficients(cov(0.5), cov(0.9), 1), ar1)
+    assert np.allclose(grain_coefficients(cov(0.5, -1.0), cov(0.5), 1), ar1)
+    invalid = {**cov(0.5), (0, 1): 1.02, (1, 0): 1.01}
+    assert np.allclose(grain_coefficients(cov(0.5, -1.0), invalid, 1), 0.0)
+
+
 def test_grain_pair_takes_the_flow_that_aligns_the_scene():
     """A smooth shaded scene panning 2 px per frame under white grain: flows a pixel short (as wide
     windows misjudge smooth scenes) put the shading into both differences with opposite signs, so
@@ -585,3 +600,32 @@ def test_grain_measured_on_too_short_a_clip_is_one_line_naming_it(grainy, tmp_pa
                 "--work-dir", tmp_path / "w")
     one_line_error(r, "two.mkv", "at least three frames")
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_grain_measured_past_repeated_frames(grainy, tmp_path, monkeypatch):
+    """Every frame shown twice, the repeat changed by half a code value of noise (as telecine pulldown
+    repeats frames and a codec codes them again): a repeat holds the same grain, so its difference holds
+    none (on the shared old films with pulldown, pairing repeats measured the grain at a fifth of its
+    strength). Each measured frame is paired with the nearest frames before and after it that do not
+    repeat it, and the model is still the grain's."""
+    rng = np.random.default_rng(8)
+    frames = _frames(grainy[1])
+    doubled = tmp_path / "doubled.mkv"
+    write_video(doubled, [x for f in frames for x in (f, np.clip(f + rng.normal(0, 0.5 / 255, f.shape), 0, 1))],
+                24, EncodeSettings("ffv1"))
+    seen = []
+
+    def fit(triples, lag):
+        seen.extend(triples)
+        return fit_grain(triples, lag)
+
+    monkeypatch.setattr(film_grain, "fit_grain", fit)
+    stage = GrainMeasure()
+    stage.analyze(read_frames(doubled), probe(doubled), tmp_path)
+    stage.load(tmp_path)
+    assert len(seen) >= N // 2
+    for centre, before, _, after, _ in seen:
+        original = [int(np.argmin([np.abs(x - f).mean() for f in frames])) for x in (before, centre, after)]
+        assert original[0] + 1 == original[1] == original[2] - 1, original       # the neighbouring originals, not the repeat
+    assert grain_scaling(stage.model, np.array([0.5]))[0] == pytest.approx(0.03, rel=0.1), stage.model["scaling_points_y"]
+    assert stage.model["ar_coeffs_y"][11] == pytest.approx(0.5, abs=0.1), stage.model["ar_coeffs_y"]

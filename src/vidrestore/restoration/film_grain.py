@@ -37,7 +37,8 @@ on the flat pixels:
   5-19 % less correlated at lags 1-3 (a smooth zoom's rounding seams alone change little). Samples
   beyond 4 deviations of either difference are left out; where the product makes no
   autocovariance (Yule-Walker's matrix not positive definite: misaligned scene, with opposite signs
-  in the two differences, outweighing the grain), each difference's own is used.
+  in the two differences, outweighing the grain), each difference's own is used, and where neither
+  is one, white grain (`grain_coefficients`).
 
 The pairs' flow is Farneback's with 45 px windows: DIS (8 px patches at half size) follows the
 grain itself in flat areas, so the aligned neighbour's grain there correlates with the frame's
@@ -77,6 +78,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,8 @@ FLOW_BLUR = 2.5       # Gaussian sigma (px) of that blur
 _INLIER = 4.0         # samples beyond this many deviations of the difference are left out of the AR fit
 _MATCH_ROUNDS = 3     # rounds of correcting the AR coefficients for what the synthesis loses (`match_synthesis`)
 _MATCH_FIELDS = 24    # synthesized 128x128 grain fields (a template each) per round
+REPEAT = 1 / 255      # a frame within this mean absolute luma difference of another repeats it (pulldown, a duplicate)
+_REPEAT_SEARCH = 4    # frames each side searched for a neighbour that does not repeat the frame
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,12 @@ def clipped_deviation(mean: np.ndarray, d: np.ndarray, seed: int = 0) -> float:
     return 0.5 * (lo + hi)
 
 
+def repeats(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether frame `b` repeats frame `a` (within `REPEAT` mean absolute luma difference: what a codec
+    changes in a repeated frame, where a new frame's grain or motion changes several code values)."""
+    return float(np.mean(np.abs(luma(a) - luma(b)))) < REPEAT
+
+
 def closer_flow(a: np.ndarray, b: np.ndarray, flows: list[np.ndarray]) -> np.ndarray:
     """Of candidate flows from frame `a` to frame `b`, the one whose nearest-neighbour warp of `b`
     differs least from `a` (mean absolute luma difference inside the warp)."""
@@ -342,6 +352,18 @@ def grain_covariance(triples: Iterable[Triple], limits: np.ndarray, xs: list[flo
     return tuple(dict(zip(lags, x[:, 0] / np.maximum(x[:, 1], 1))) for x in (cross, own))
 
 
+def grain_coefficients(cross: dict, own: dict, lag: int) -> np.ndarray:
+    """The AR coefficients from `grain_covariance`'s two estimates: the product of the two differences;
+    where that is no autocovariance, each difference's own; where neither is (no grain the differences
+    show: on a film whose grain its codec took, what is left between frames is smooth and the
+    correlations come out at 1 or above), white grain (all 0)."""
+    for cov in (cross, own):
+        coeffs = yule_walker(cov, lag)
+        if coeffs is not None:
+            return coeffs
+    return np.zeros(len(_offsets(lag)))
+
+
 def fit_grain(triples: list[Triple], lag: int = 2) -> dict:
     """The AV1 grain model (synth.film's form) from (frame, neighbour before, flow frame -> before,
     neighbour after, flow frame -> after) triples."""
@@ -360,11 +382,7 @@ def fit_grain(triples: list[Triple], lag: int = 2) -> dict:
             sd.append(clipped_deviation(scene[sel], d[sel]))
     if not xs:
         raise VidrestoreError("no flat areas to measure the grain on")
-    cross, own = grain_covariance(triples, limits, xs, sd, lag)
-    coeffs = yule_walker(cross, lag)
-    if coeffs is None:
-        coeffs = yule_walker(own, lag)
-    coeffs = match_synthesis(coeffs, lag)
+    coeffs = match_synthesis(grain_coefficients(*grain_covariance(triples, limits, xs, sd, lag), lag), lag)
     points = [[0.0, sd[0]]] * (xs[0] > 0) + [[x, s] for x, s in zip(xs, sd)] + [[1.0, sd[-1]]] * (xs[-1] < 1)
     return {"ar_coeff_lag": lag, "ar_coeffs_y": np.round(coeffs, 4).tolist(),
             "scaling_points_y": [[round(x, 4), round(s, 6)] for x, s in points], "block": GRAIN_BLOCK}
@@ -383,7 +401,7 @@ class GrainMeasure(Stage):
         self.model: dict | None = None
 
     def config(self) -> dict:
-        return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "flat": FLAT, "bins": BINS, "seed_share": _SEED,
+        return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "repeat": REPEAT, "flat": FLAT, "bins": BINS, "seed_share": _SEED,
                 "flow": self.flow.config(), "smooth_flow": self.smooth_flow.config(), "flow_blur": FLOW_BLUR, "flow_choice": "closer"}
 
     def pair_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -392,14 +410,25 @@ class GrainMeasure(Stage):
         return closer_flow(a, b, [self.flow(a, b), self.smooth_flow(*blur)])
 
     def analyze(self, frames: Iterator[Frame], info: VideoInfo, cache_dir: Path) -> None:
+        """Measure the model on `FRAMES` frames spread over the video, each with the nearest frame
+        before and after it that does not repeat it: a repeated frame (telecine pulldown, a
+        duplicate) holds the same grain, so its difference holds none."""
         count = max(3, info.frame_count or 3)
         picks = set(np.linspace(1, count - 2, min(count - 2, FRAMES)).round().astype(int).tolist())
-        triples, before, centre = [], None, None
+        triples, recent, waiting = [], deque(maxlen=_REPEAT_SEARCH), None
         for f in frames:
-            if centre is not None and centre.index in picks:
-                triples.append((centre.rgb, before.rgb, self.pair_flow(centre.rgb, before.rgb),
-                                f.rgb, self.pair_flow(centre.rgb, f.rgb)))
-            before, centre = centre, f
+            if waiting is not None:
+                centre, before = waiting
+                if not repeats(f.rgb, centre.rgb):
+                    triples.append((centre.rgb, before.rgb, self.pair_flow(centre.rgb, before.rgb),
+                                    f.rgb, self.pair_flow(centre.rgb, f.rgb)))
+                    waiting = None
+                elif f.index - centre.index >= _REPEAT_SEARCH:
+                    waiting = None
+            if waiting is None and f.index in picks:
+                before = next((r for r in reversed(recent) if not repeats(r.rgb, f.rgb)), None)
+                waiting = None if before is None else (f, before)
+            recent.append(f)
         try:
             model = fit_grain(triples, self.lag)
         except VidrestoreError as e:
