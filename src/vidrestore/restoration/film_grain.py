@@ -20,8 +20,9 @@ energy on the flat pixels of that bin (the sum of two fields halved has half a f
 the difference twice), found by a few rounds from the bin's least detailed `_SEED`. (A fixed share
 of the flattest pixels takes fine texture for flat on densely textured scenes, and the neighbour's
 texture, never aligned exactly, leaks into the difference: +23-52 % on the aerial city.) Each of
-`FRAMES` frames spread through the video is paired with the frame before and the frame after it;
-on the flat pixels:
+`FRAMES` frames spread through the video is paired with the nearest frame before and after it
+that does not repeat it (`repeats`: a frame repeated by telecine pulldown holds the same grain, so
+its difference holds none); on the flat pixels:
 
 * strength curve: per intensity bin (of the pair's blurred mean luma) the deviation of the grain
   whose clipped difference has the difference's robust deviation (`robust_sd`: trimmed at 3
