@@ -39,7 +39,8 @@ its difference holds none); on the flat pixels:
   beyond 4 deviations of either difference are left out; where the product makes no
   autocovariance (Yule-Walker's matrix not positive definite: misaligned scene, with opposite signs
   in the two differences, outweighing the grain), each difference's own is used, and where neither
-  is one, white grain (`grain_coefficients`).
+  is one, white grain (`grain_coefficients`). A filter that is not stable (what a codec left of a
+  film's grain can fit one) is scaled down until its synthesis is stationary (`stable`).
 
 The pairs' flow is Farneback's with 45 px windows: DIS (8 px patches at half size) follows the
 grain itself in flat areas, so the aligned neighbour's grain there correlates with the frame's
@@ -120,6 +121,7 @@ FLOW_BLUR = 2.5       # Gaussian sigma (px) of that blur
 _INLIER = 4.0         # samples beyond this many deviations of the difference are left out of the AR fit
 _MATCH_ROUNDS = 3     # rounds of correcting the AR coefficients for what the synthesis loses (`match_synthesis`)
 _MATCH_FIELDS = 24    # synthesized 128x128 grain fields (a template each) per round
+GROWTH = 1.2          # most a template's deviation may grow from its first rows to its last (`stable`)
 REPEAT = 1 / 255      # a frame within this mean absolute luma difference of another repeats it (pulldown, a duplicate)
 _REPEAT_SEARCH = 4    # frames each side searched for a neighbour that does not repeat the frame
 
@@ -365,6 +367,30 @@ def grain_coefficients(cross: dict, own: dict, lag: int) -> np.ndarray:
     return np.zeros(len(_offsets(lag)))
 
 
+def template_growth(coeffs: np.ndarray, lag: int, seed: int = 0) -> float:
+    """How much the deviation of templates synthesized from `coeffs` grows from their first 24 rows to
+    their last (mean over four seeded templates): about 1 for a stable AR filter, far more for one that
+    is not (its recursion amplifies row after row)."""
+    model = {"ar_coeff_lag": lag, "ar_coeffs_y": list(coeffs)}
+    ratios = []
+    for k in range(4):
+        with np.errstate(all="ignore"):
+            t = grain_template(model, np.random.default_rng([seed, 0x57AB, k]))
+        ratios.append(float(t[-24:].std() / max(float(t[:24].std()), 1e-12)))
+    return float(np.mean(ratios)) if np.all(np.isfinite(ratios)) else math.inf
+
+
+def stable(coeffs: np.ndarray, lag: int) -> np.ndarray:
+    """`coeffs` scaled down (by 3 % steps) until their AR filter is stable (`template_growth` at most
+    `GROWTH`): an unstable filter's synthesis is not stationary -- grain re-made from it changes strength
+    from block to block. Stable filters are returned as they are."""
+    for _ in range(100):
+        if template_growth(coeffs, lag) <= GROWTH:
+            break
+        coeffs = 0.97 * coeffs
+    return coeffs
+
+
 def fit_grain(triples: list[Triple], lag: int = 2) -> dict:
     """The AV1 grain model (synth.film's form) from (frame, neighbour before, flow frame -> before,
     neighbour after, flow frame -> after) triples."""
@@ -383,7 +409,7 @@ def fit_grain(triples: list[Triple], lag: int = 2) -> dict:
             sd.append(clipped_deviation(scene[sel], d[sel]))
     if not xs:
         raise VidrestoreError("no flat areas to measure the grain on")
-    coeffs = match_synthesis(grain_coefficients(*grain_covariance(triples, limits, xs, sd, lag), lag), lag)
+    coeffs = stable(match_synthesis(grain_coefficients(*grain_covariance(triples, limits, xs, sd, lag), lag), lag), lag)
     points = [[0.0, sd[0]]] * (xs[0] > 0) + [[x, s] for x, s in zip(xs, sd)] + [[1.0, sd[-1]]] * (xs[-1] < 1)
     return {"ar_coeff_lag": lag, "ar_coeffs_y": np.round(coeffs, 4).tolist(),
             "scaling_points_y": [[round(x, 4), round(s, 6)] for x, s in points], "block": GRAIN_BLOCK}
@@ -402,7 +428,7 @@ class GrainMeasure(Stage):
         self.model: dict | None = None
 
     def config(self) -> dict:
-        return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "repeat": REPEAT, "flat": FLAT, "bins": BINS, "seed_share": _SEED,
+        return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "repeat": REPEAT, "growth": GROWTH, "flat": FLAT, "bins": BINS, "seed_share": _SEED,
                 "flow": self.flow.config(), "smooth_flow": self.smooth_flow.config(), "flow_blur": FLOW_BLUR, "flow_choice": "closer"}
 
     def pair_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
