@@ -42,6 +42,11 @@ its difference holds none); on the flat pixels:
   is one, white grain (`grain_coefficients`). A filter that is not stable (what a codec left of a
   film's grain can fit one) is scaled down until its synthesis is stationary (`stable`).
 
+The measurement passes over the triples (frame, neighbours, flows) three times: flat limits,
+strength curve, coefficients. They wait on disk in the analysis' folder and are loaded one at a
+time (`SpilledTriples`), and the first two passes read at most `_LIMIT_PIXELS` / `_SAMPLE_PIXELS`
+pixels of a pair, so that memory does not grow with the frames' size times their number (4K scans).
+
 The pairs' flow is Farneback's with 45 px windows: DIS (8 px patches at half size) follows the
 grain itself in flat areas, so the aligned neighbour's grain there correlates with the frame's
 (0.13 on the benchmark's strongly correlated grain on the dog clip, measured while choosing: the
@@ -80,8 +85,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +130,8 @@ _MATCH_FIELDS = 24    # synthesized 128x128 grain fields (a template each) per r
 GROWTH = 1.2          # most a template's deviation may grow from its first rows to its last (`stable`)
 REPEAT = 1 / 255      # a frame within this mean absolute luma difference of another repeats it (pulldown, a duplicate)
 _REPEAT_SEARCH = 4    # frames each side searched for a neighbour that does not repeat the frame
+_LIMIT_PIXELS = 2 ** 18    # most pixels of a pair the flat limits are found on (every 2nd row and column up to 720p)
+_SAMPLE_PIXELS = 2 ** 19   # most flat pixels of a pair the strength curve is measured on (all up to 720x576)
 
 
 @dataclass(frozen=True)
@@ -167,8 +175,12 @@ def _bin_of(level: np.ndarray) -> np.ndarray:
 def flat_limits(maps: Iterable[PairMaps]) -> np.ndarray:
     """Per intensity bin, the most fine-detail energy of the pair's mean a flat pixel may have:
     `FLAT` times the grain's own, which is a quarter of the difference's median energy on the bin's
-    flat pixels (found in `_ROUNDS` rounds from its least detailed `_SEED`); -1 where a bin has too few."""
-    sub = [(_bin_of(m.level[::2, ::2]), m.detail[::2, ::2], m.diff_detail[::2, ::2], m.valid[::2, ::2]) for m in maps]
+    flat pixels (found in `_ROUNDS` rounds from its least detailed `_SEED`); -1 where a bin has too few.
+    Found on every k-th row and column, so that a pair gives at most `_LIMIT_PIXELS`."""
+    sub = []
+    for m in maps:
+        k = max(2, math.ceil(math.sqrt(m.level.size / _LIMIT_PIXELS)))
+        sub.append(tuple(np.ascontiguousarray(x[::k, ::k]) for x in (_bin_of(m.level), m.detail, m.diff_detail, m.valid)))
     bins, detail, diff = (np.concatenate([s[k][s[3]] for s in sub]) for k in range(3))
     limits = np.full(BINS, -1.0)
     for b in range(BINS):
@@ -185,9 +197,12 @@ def flat_limits(maps: Iterable[PairMaps]) -> np.ndarray:
 
 
 def pair_samples(m: PairMaps, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scene RGB (N, 3), intensity, difference) at a pair's flat pixels."""
+    """(scene RGB (N, 3), intensity, difference) at a pair's flat pixels (every k-th of them, in raster
+    order, where there are more than `_SAMPLE_PIXELS`)."""
     ok = m.valid & (m.detail <= limits[_bin_of(m.level)])
-    return m.scene[ok], m.level[ok], m.diff[ok]
+    at = np.flatnonzero(ok)
+    at = at[::max(1, math.ceil(at.size / _SAMPLE_PIXELS))]
+    return m.scene.reshape(-1, 3)[at], m.level.ravel()[at], m.diff.ravel()[at]
 
 
 def robust_sd(x: np.ndarray) -> float:
@@ -391,15 +406,42 @@ def stable(coeffs: np.ndarray, lag: int) -> np.ndarray:
     return coeffs
 
 
-def fit_grain(triples: list[Triple], lag: int = 2) -> dict:
-    """The AV1 grain model (synth.film's form) from (frame, neighbour before, flow frame -> before,
-    neighbour after, flow frame -> after) triples."""
-    if not triples:
-        raise VidrestoreError("grain needs at least three frames to be measured")
-    pairs = [(a, n, f) for a, b, fb, c, fc in triples for n, f in ((b, fb), (c, fc))]
-    limits = flat_limits(pair_maps(a, n, f) for a, n, f in pairs)
-    samples = [pair_samples(pair_maps(a, n, f), limits) for a, n, f in pairs]   # maps again: one pair's at a time
+def _pairs(triples: Iterable[Triple]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    for a, b, fb, c, fc in triples:
+        yield a, b, fb
+        yield a, c, fc
+
+
+class SpilledTriples(Sequence):
+    """Triples kept in a folder, one loaded at a time: `fit_grain` passes over them three times, and
+    `FRAMES` triples of 4K frames with their flows held in memory are about 5 GB."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        shutil.rmtree(folder, ignore_errors=True)     # an interrupted analysis's
+        folder.mkdir(parents=True)
+        self.count = 0
+
+    def append(self, triple: Triple) -> None:
+        np.savez(self.folder / f"{self.count}.npz", *triple)
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> Triple:
+        if not 0 <= k < self.count:
+            raise IndexError(k)
+        with np.load(self.folder / f"{k}.npz", allow_pickle=False) as z:
+            return tuple(z[f"arr_{i}"] for i in range(5))
+
+
+def strength_curve(triples: Sequence[Triple], limits: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per intensity bin with enough flat pixels: its median intensity and the grain's deviation
+    there (`clipped_deviation` of the differences' robust deviation)."""
+    samples = [pair_samples(pair_maps(*p), limits) for p in _pairs(triples)]   # maps again: one pair's at a time
     scene, level, d = (np.concatenate([s[k] for s in samples]) for k in range(3))
+    del samples
     xs, sd = [], []
     bins = _bin_of(level)
     for b in range(BINS):
@@ -407,6 +449,16 @@ def fit_grain(triples: list[Triple], lag: int = 2) -> dict:
         if sel.sum() >= _MIN_PIXELS:
             xs.append(float(np.median(level[sel])))
             sd.append(clipped_deviation(scene[sel], d[sel]))
+    return xs, sd
+
+
+def fit_grain(triples: Sequence[Triple], lag: int = 2) -> dict:
+    """The AV1 grain model (synth.film's form) from (frame, neighbour before, flow frame -> before,
+    neighbour after, flow frame -> after) triples, passed over three times, one at a time."""
+    if not triples:
+        raise VidrestoreError("grain needs at least three frames to be measured")
+    limits = flat_limits(pair_maps(*p) for p in _pairs(triples))
+    xs, sd = strength_curve(triples, limits)
     if not xs:
         raise VidrestoreError("no flat areas to measure the grain on")
     coeffs = stable(match_synthesis(grain_coefficients(*grain_covariance(triples, limits, xs, sd, lag), lag), lag), lag)
@@ -442,7 +494,7 @@ class GrainMeasure(Stage):
         duplicate) holds the same grain, so its difference holds none."""
         count = max(3, info.frame_count or 3)
         picks = set(np.linspace(1, count - 2, min(count - 2, FRAMES)).round().astype(int).tolist())
-        triples, recent, waiting = [], deque(maxlen=_REPEAT_SEARCH), None
+        triples, recent, waiting = SpilledTriples(cache_dir / "grain-triples"), deque(maxlen=_REPEAT_SEARCH), None
         for f in frames:
             if waiting is not None:
                 centre, before = waiting
@@ -460,6 +512,8 @@ class GrainMeasure(Stage):
             model = fit_grain(triples, self.lag)
         except VidrestoreError as e:
             raise VidrestoreError(e.message, info.path) from None
+        finally:
+            shutil.rmtree(triples.folder, ignore_errors=True)
         (cache_dir / "grain.json").write_text(json.dumps(model, indent=1))
 
     def load(self, cache_dir: Path) -> None:
