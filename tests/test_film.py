@@ -642,6 +642,18 @@ def test_grain_measurement_holds_one_triple_at_a_time(grainy, tmp_path, monkeypa
     assert stage.model["scaling_points_y"]
 
 
+def test_grain_free_footage_measures_no_grain(grainy, tmp_path):
+    """Grain-free footage whose frames align exactly (the fixture's clean pan, lossless) differs by
+    nothing between frames: the measurement finds flat areas all the same (at least 8-bit rounding's
+    fine detail) and measures grain below one code value, where it used to stop with "no flat
+    areas to measure the grain on", so `film --grain resynth` could not run on such a clip."""
+    stage = GrainMeasure()
+    stage.analyze(read_frames(grainy[0]), probe(grainy[0]), tmp_path)
+    stage.load(tmp_path)
+    strengths = [sd for _, sd in stage.model["scaling_points_y"]]
+    assert strengths and max(strengths) < 1 / 255, stage.model["scaling_points_y"]
+
+
 def test_grain_measured_past_repeated_frames(grainy, tmp_path, monkeypatch):
     """Every frame shown twice, the repeat changed by half a code value of noise (as telecine pulldown
     repeats frames and a codec codes them again): a repeat holds the same grain, so its difference holds

@@ -130,6 +130,7 @@ _MATCH_FIELDS = 24    # synthesized 128x128 grain fields (a template each) per r
 GROWTH = 1.2          # most a template's deviation may grow from its first rows to its last (`stable`)
 REPEAT = 1 / 255      # a frame within this mean absolute luma difference of another repeats it (pulldown, a duplicate)
 _REPEAT_SEARCH = 4    # frames each side searched for a neighbour that does not repeat the frame
+_ROUNDING = (1 / 255) ** 2 / 12   # fine-detail energy of 8-bit rounding alone (a uniform error of one code value)
 _LIMIT_PIXELS = 2 ** 18    # most pixels of a pair the flat limits are found on (every 2nd row and column up to 720p)
 _SAMPLE_PIXELS = 2 ** 19   # most flat pixels of a pair the strength curve is measured on (all up to 720x576)
 
@@ -175,8 +176,10 @@ def _bin_of(level: np.ndarray) -> np.ndarray:
 def flat_limits(maps: Iterable[PairMaps]) -> np.ndarray:
     """Per intensity bin, the most fine-detail energy of the pair's mean a flat pixel may have:
     `FLAT` times the grain's own, which is a quarter of the difference's median energy on the bin's
-    flat pixels (found in `_ROUNDS` rounds from its least detailed `_SEED`); -1 where a bin has too few.
-    Found on every k-th row and column, so that a pair gives at most `_LIMIT_PIXELS`."""
+    flat pixels (found in `_ROUNDS` rounds from its least detailed `_SEED`), and at least what 8-bit
+    rounding alone puts there (`_ROUNDING`: grain-free footage whose frames align exactly differs by
+    nothing); -1 where a bin has too few. Found on every k-th row and column, so that a pair gives at
+    most `_LIMIT_PIXELS`."""
     sub = []
     for m in maps:
         k = max(2, math.ceil(math.sqrt(m.level.size / _LIMIT_PIXELS)))
@@ -189,9 +192,9 @@ def flat_limits(maps: Iterable[PairMaps]) -> np.ndarray:
             continue
         flat = inbin & (detail <= np.quantile(detail[inbin], _SEED))
         for _ in range(_ROUNDS):
-            if flat.sum() < _MIN_PIXELS // 4:      # the subsample holds a quarter of the pixels
+            if flat.sum() < _MIN_PIXELS // 4:      # the subsample holds a quarter of the pixels or fewer
                 break
-            limits[b] = FLAT * float(np.median(diff[flat])) / 4
+            limits[b] = FLAT * max(float(np.median(diff[flat])) / 4, _ROUNDING)
             flat = inbin & (detail <= limits[b])
     return limits
 
