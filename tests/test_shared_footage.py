@@ -20,9 +20,6 @@ pytestmark = pytest.mark.skipif(not CLIPS, reason=f"shared footage not present a
 def test_real_clip_round_trip(name, tmp_path):
     src = SHARED_DATA / name
     info = probe(src)
-    frames_in = list(read_frames(src))
-    assert len(frames_in) == info.frame_count
-
     out = tmp_path / "lossless.mkv"
     result = restore(src, out, encode=EncodeSettings("ffv1"), progress=False)
     back = probe(out)
@@ -39,8 +36,11 @@ def test_real_clip_round_trip(name, tmp_path):
     for a_in, a_out in zip(probe(src).audio, back.audio, strict=True):
         assert a_out.codec == a_in.codec
     step = 1.0 / (2**info.bit_depth - 1)
-    for a, b in zip(frames_in, read_frames(out), strict=True):
+    decoded = 0
+    for a, b in zip(read_frames(src), read_frames(out), strict=True):    # streamed: the cockatoo is 3 GB decoded
+        decoded += 1
         if info.chroma == "4:4:4":
             _assert_within_one_code_value(a.rgb, b.rgb, step)
         else:
             assert psnr(a.rgb, b.rgb) >= 48
+    assert decoded == info.frame_count
