@@ -484,6 +484,7 @@ class GrainMeasure(Stage):
 
     def config(self) -> dict:
         return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "repeat": REPEAT, "growth": GROWTH, "flat": FLAT, "bins": BINS, "seed_share": _SEED,
+                "rounding": _ROUNDING, "limit_pixels": _LIMIT_PIXELS, "sample_pixels": _SAMPLE_PIXELS,
                 "flow": self.flow.config(), "smooth_flow": self.smooth_flow.config(), "flow_blur": FLOW_BLUR, "flow_choice": "closer"}
 
     def pair_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
