@@ -621,7 +621,7 @@ def test_grain_measurement_holds_one_triple_at_a_time(grainy, tmp_path, monkeypa
     neighbours and flows) on disk and loads one such triple at a time, so that its memory does not
     grow with the frames' size times their number (12 triples of 4K frames are about 5 GB). With the
     flat samples bounded as at 4K, and the synthesis fits of fixed size left out, its peak stays below
-    ten triples' size (ten are measured: 6.9; holding them all and their maps, it was 28)."""
+    ten triples' size (ten are measured: 5.3; holding them all and their maps, it was 28)."""
     import tracemalloc
 
     monkeypatch.setattr(film_grain, "_SAMPLE_PIXELS", 2048)

@@ -98,6 +98,7 @@ from scipy.special import ndtr
 from ..errors import VidrestoreError
 from ..flow import backward_warp, create_flow
 from ..io.colour import luma
+from ..io.npy_rows import NpyRows
 from ..io.probe import VideoInfo
 from ..io.reader import Frame
 from ..pipeline import Stage, Window
@@ -416,17 +417,24 @@ def _pairs(triples: Iterable[Triple]) -> Iterator[tuple[np.ndarray, np.ndarray, 
 
 
 class SpilledTriples(Sequence):
-    """Triples kept in a folder, one loaded at a time: `fit_grain` passes over them three times, and
-    `FRAMES` triples of 4K frames with their flows held in memory are about 5 GB."""
+    """Up to `capacity` triples kept in a folder (`io.npy_rows`: read back one at a time through the file
+    descriptor): `fit_grain` passes over them three times, and `FRAMES` triples of 4K frames with their
+    flows held in memory are about 5 GB."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, capacity: int):
+        self.folder, self.capacity, self.count = folder, capacity, 0
         shutil.rmtree(folder, ignore_errors=True)     # an interrupted analysis's
         folder.mkdir(parents=True)
-        self.count = 0
+        self._frames: NpyRows | None = None
+        self._flows: NpyRows | None = None
 
     def append(self, triple: Triple) -> None:
-        np.savez(self.folder / f"{self.count}.npz", *triple)
+        a, b, fb, c, fc = triple
+        if self._frames is None:
+            self._frames = NpyRows.create(self.folder / "frames.npy", (self.capacity, 3, *a.shape), np.float32)
+            self._flows = NpyRows.create(self.folder / "flows.npy", (self.capacity, 2, *fb.shape), np.float32)
+        self._frames[self.count] = np.stack([a, b, c])
+        self._flows[self.count] = np.stack([fb, fc])
         self.count += 1
 
     def __len__(self) -> int:
@@ -435,8 +443,15 @@ class SpilledTriples(Sequence):
     def __getitem__(self, k: int) -> Triple:
         if not 0 <= k < self.count:
             raise IndexError(k)
-        with np.load(self.folder / f"{k}.npz", allow_pickle=False) as z:
-            return tuple(z[f"arr_{i}"] for i in range(5))
+        frames, flows = self._frames[k], self._flows[k]
+        return frames[0], frames[1], flows[0], frames[2], flows[1]
+
+    def remove(self) -> None:
+        """Close the files and delete the folder."""
+        for rows in (self._frames, self._flows):
+            if rows is not None:
+                rows.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def strength_curve(triples: Sequence[Triple], limits: np.ndarray) -> tuple[list[float], list[float]]:
@@ -498,7 +513,7 @@ class GrainMeasure(Stage):
         duplicate) holds the same grain, so its difference holds none."""
         count = max(3, info.frame_count or 3)
         picks = set(np.linspace(1, count - 2, min(count - 2, FRAMES)).round().astype(int).tolist())
-        triples, recent, waiting = SpilledTriples(cache_dir / "grain-triples"), deque(maxlen=_REPEAT_SEARCH), None
+        triples, recent, waiting = SpilledTriples(cache_dir / "grain-triples", len(picks)), deque(maxlen=_REPEAT_SEARCH), None
         for f in frames:
             if waiting is not None:
                 centre, before = waiting
@@ -517,7 +532,7 @@ class GrainMeasure(Stage):
         except VidrestoreError as e:
             raise VidrestoreError(e.message, info.path) from None
         finally:
-            shutil.rmtree(triples.folder, ignore_errors=True)
+            triples.remove()
         (cache_dir / "grain.json").write_text(json.dumps(model, indent=1))
 
     def load(self, cache_dir: Path) -> None:
