@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from vidrestore.flow import backward_warp, remap, resize_field
 from vidrestore.io.npy_rows import NpyRows
 
 
@@ -26,6 +28,48 @@ def test_round_trip_and_crops_match_numpy(tmp_path):
     assert not back[3].flags.writeable
     with pytest.raises(IndexError):
         back[6]
+
+
+class _CountingItem:
+    """An `NpyRows.item` that records the rows it is asked for."""
+
+    def __init__(self, item):
+        self.item, self.shape, self.rows = item, item.shape, []
+
+    def __getitem__(self, key):
+        self.rows.append((key.start, key.stop))
+        return self.item[key]
+
+
+def test_an_item_read_by_rows_warps_exactly_as_the_whole_item(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = NpyRows.create(tmp_path / "f.npy", (2, 300, 200, 3), np.uint8)
+    frames[0] = rng.integers(0, 256, (300, 200, 3))
+    frames[1] = np.where(np.arange(200) % 6 < 3, 252, 253)[None, :, None]  # steps a bicubic sample halves
+    flows = NpyRows.create(tmp_path / "w.npy", (2, 150, 100, 2), np.float16)
+    flows[1] = rng.normal(0, 3, (150, 100, 2))
+    box = (120, 184, 40, 104)
+    ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+    cases = [(0, rng.normal(0, 2, (2, 64, 64)) + [[[5.0]], [[0.0]]], 64 + 24),   # inside: the crop, its motion, the taps
+             (0, rng.normal(0, 2, (2, 64, 64)) + [[[5.0]], [[30.0]]], 300),  # reaching the bottom edge: all of it
+             # samples far below a few rows round differently in OpenCV's bicubic: the whole item is read
+             (1, np.stack([6 * (np.arange(64) % 30)[None, :] + 2.5 - xs, np.full((64, 64), 370 + 7 / 32) - ys]), 300)]
+    for k, flow, most_rows in cases:
+        flow = (flow.transpose(1, 2, 0) + np.stack([xs - np.arange(64), ys - np.arange(64)[:, None]], -1)).astype(np.float32)
+        for interpolation in (cv2.INTER_LINEAR, cv2.INTER_CUBIC):
+            item = _CountingItem(frames.item(k))
+            got, valid = backward_warp(item, flow, interpolation=interpolation)
+            want, want_valid = backward_warp(np.asarray(frames.item(k)), flow, interpolation=interpolation)
+            assert np.array_equal(got, want) and np.array_equal(valid, want_valid), (k, most_rows, interpolation)
+            r0, r1 = item.rows[0]
+            assert r1 - r0 <= most_rows, item.rows
+    field = _CountingItem(flows.item(1))
+    got = resize_field(field, (300, 200), box, is_flow=True)
+    assert np.array_equal(got, resize_field(np.asarray(flows.item(1)), (300, 200), box, is_flow=True))
+    assert field.rows[0][1] - field.rows[0][0] <= 32 + 8
+    assert np.array_equal(remap(flows.item(1), xs / 2, ys / 2, dtype=np.float32),
+                          cv2.remap(np.asarray(flows.item(1), np.float32), xs / 2, ys / 2, cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE))
 
 
 def test_a_truncated_file_is_a_clear_error(tmp_path):

@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
+
+ROW_MARGIN = 3  # rows beyond the samples' extent that interpolation taps (bicubic: -1..+2) and OpenCV's fixed-point rounding reach
+
+
+def remap(image, xs: np.ndarray, ys: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
+          border: int = cv2.BORDER_REPLICATE, dtype: type | None = None) -> np.ndarray:
+    """``cv2.remap`` of `image` (converted to `dtype` if given) sampled at (xs, ys).
+
+    `image` is an array, or anything sliced by rows like one (`io.npy_rows.NpyRows.item`, an item
+    on disk): then, when every sample lies inside it, only the rows the samples reach are read,
+    with the same result (the samples' rows move by a whole number, exactly in float32).
+    A training crop's few rows of a frame or a flow then cost what the crop costs, whatever the
+    frame's size.
+    """
+    if isinstance(image, np.ndarray):
+        return cv2.remap(np.ascontiguousarray(image, dtype), xs, ys, interpolation, borderMode=border)
+    h = image.shape[0]
+    lo, hi = float(np.min(ys)), float(np.max(ys))
+    r0, r1 = 0, h
+    if 0 <= lo and hi <= h - 1:  # (a sample far outside a few rows rounds differently in OpenCV's bicubic)
+        r0, r1 = max(0, math.floor(lo) - ROW_MARGIN), min(h, math.floor(hi) + ROW_MARGIN + 1)
+    rows = np.ascontiguousarray(image[r0:r1], dtype)
+    return cv2.remap(rows, xs, ys - np.float32(r0) if r0 else ys, interpolation, borderMode=border)
 
 
 def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +53,7 @@ def resize_field(field: np.ndarray, size: tuple[int, int], box: tuple[int, int, 
     rx, ry = w / big_w, h / big_h
     xs = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * rx - 0.5)[None, :].repeat(y1 - y0, 0)
     ys = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * ry - 0.5)[:, None].repeat(x1 - x0, 1)
-    out = cv2.remap(np.ascontiguousarray(field, dtype=np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = remap(field, xs, ys, dtype=np.float32)
     if is_flow:
         out[..., 0] *= 1 / rx
         out[..., 1] *= 1 / ry
@@ -40,7 +65,7 @@ def backward_warp(image: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_
     """Sample `image` at p + flow(p) (bilinear by default).
 
     Args:
-        image: (H, W) or (H, W, C) float32.
+        image: (H, W) or (H, W, C) float32 (or 8-bit), or an item on disk read by rows (`remap`).
         flow: (H, W, 2) float32 displacement in pixels (x, y).
         border: how samples outside the image are filled (they are marked invalid either way).
         interpolation: OpenCV interpolation; cv2.INTER_CUBIC keeps more detail of a sharp image
@@ -51,7 +76,7 @@ def backward_warp(image: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_
         inside the image, 0 outside.
     """
     xs, ys = _grid(flow)
-    warped = cv2.remap(image, xs, ys, interpolation=interpolation, borderMode=border)
+    warped = remap(image, xs, ys, interpolation, border)
     h, w = image.shape[:2]
     valid = ((xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)).astype(np.float32)
     return warped, valid

@@ -78,6 +78,10 @@ class NpyRows:
         rows = self._read(start + r0 * self._row, (max(0, r1 - r0), *self.shape[2:]))
         return rows[(slice(None), *rest[1:])] if len(rest) > 1 else rows
 
+    def item(self, i: int) -> ItemRows:
+        """Item i as an array-like that reads only the rows it is sliced to (`item(i)[y0:y1]`)."""
+        return ItemRows(self, self._index(i))
+
     def __setitem__(self, i: int, value: np.ndarray | float) -> None:
         data = np.ascontiguousarray(np.broadcast_to(np.asarray(value, self.dtype), self._item))
         offset = self._offset + self._index(i) * self._stride
@@ -86,3 +90,22 @@ class NpyRows:
 
     def close(self) -> None:
         self._file.close()
+
+
+class ItemRows:
+    """One item of an `NpyRows` file, read when sliced: `v[y0:y1]`, `v[y0:y1, x0:x1]`, `np.asarray(v)`.
+
+    A training crop needs a few rows of a frame or a flow; reading only those instead of the
+    whole item is what makes a crop's cost independent of the frame's size.
+    """
+
+    def __init__(self, rows: NpyRows, i: int):
+        self._rows, self._i = rows, i
+        self.shape, self.dtype, self.ndim = rows._item, rows.dtype, rows.ndim - 1
+
+    def __getitem__(self, key: slice | tuple) -> np.ndarray:
+        return self._rows[(self._i, *(key if isinstance(key, tuple) else (key,)))]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self._rows[self._i]
+        return a if dtype is None else a.astype(dtype)

@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 
 from ..errors import VidrestoreError
-from ..flow import FlowEstimator, backward_warp, create_flow, resize_field
+from ..flow import FlowEstimator, backward_warp, create_flow, remap, resize_field
 from ..io import Frame, VideoInfo, VideoReader, probe
 from ..io.cache import cache_ready, mark_complete
 from ..io.colour import luma
@@ -187,7 +187,7 @@ class VideoAnalysis:
         flow = flow.copy()
         flow[..., 0] += box[2]
         flow[..., 1] += box[0]
-        warped, valid = backward_warp(np.asarray(self.frames[j]), flow, interpolation=cv2.INTER_CUBIC)
+        warped, valid = backward_warp(self.frames.item(j), flow, interpolation=cv2.INTER_CUBIC)
         return warped.astype(np.float32) * (1 / 255.0), valid
 
     def label(self, i: int, box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +204,7 @@ class VideoAnalysis:
             return self.frame(i, box), np.zeros((y1 - y0, x1 - x0), np.float32)
         if j == i:
             return self.frame(i, box), np.ones((y1 - y0, x1 - x0), np.float32)
-        warped, valid = self._warp(j, resize_field(self.label_flow[i], self.size, box, is_flow=True), box)
+        warped, valid = self._warp(j, resize_field(self.label_flow.item(i), self.size, box, is_flow=True), box)
         mask = resize_field(self.label_mask[i].astype(np.float32) * (1 / 255.0), self.size, box)
         return warped, mask * valid
 
@@ -228,10 +228,10 @@ class VideoAnalysis:
         k = i
         while k != t:
             s = min(self.reach, abs(t - k))
-            field = self._next[s][k] if t > k else self._prev[s][k - s]
+            field = self._next[s].item(k) if t > k else self._prev[s].item(k - s)
             k = k + s if t > k else k - s
             lx, ly = (px + 0.5) * rx - 0.5, (py + 0.5) * ry - 0.5
-            f = cv2.remap(np.asarray(field, np.float32), lx, ly, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            f = remap(field, lx, ly, dtype=np.float32)
             px = px + f[..., 0] / rx
             py = py + f[..., 1] / ry
         return px, py
@@ -258,8 +258,8 @@ class VideoAnalysis:
         nxt, prv = [], []
         for a, b in zip(indices, indices[1:]):
             if b == a + 1:
-                nxt.append(resize_field(self.next_flow[a], self.size, box, is_flow=True))
-                prv.append(resize_field(self.prev_flow[a], self.size, box, is_flow=True))
+                nxt.append(resize_field(self.next_flow.item(a), self.size, box, is_flow=True))
+                prv.append(resize_field(self.prev_flow.item(a), self.size, box, is_flow=True))
             else:  # a frame repeated at the video's end: no motion
                 zero = np.zeros((box[1] - box[0], box[3] - box[2], 2), np.float32)
                 nxt.append(zero)

@@ -123,8 +123,8 @@ class Sampler:
     def _inputs(self, a: VideoAnalysis, i: int, idx: list[int], sources: list[int], box) -> tuple[np.ndarray, np.ndarray | None]:
         """The network input for a window whose positions show `sources` (and the fusion prior, window models)."""
         if self.aligned_input:
-            return window_input(a, i, sources, self.radius, box, lambda t: a.frames[t])
-        return np.stack([warp_onto(a, t, u, a.frames[u], box) for t, u in zip(idx, sources)]), None
+            return window_input(a, i, sources, self.radius, box, a.frames.item)
+        return np.stack([warp_onto(a, t, u, a.frames.item(u), box) for t, u in zip(idx, sources)]), None
 
     def sample(self, rscr_prob: float = 0.0) -> dict:
         v = int(self.rng.choice(len(self.analyses), p=self.weights))

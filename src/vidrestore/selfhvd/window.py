@@ -28,14 +28,15 @@ LOST_PX = 2.5  # px: a round trip missing by this much is an object's motion, no
 
 
 def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Frame t (full frame, float or 8-bit) warped onto frame i within `box` (bicubic), float32 RGB in [0, 1]."""
+    """Frame t (full frame, float or 8-bit; or `NpyRows.item`, of which only the rows needed are read)
+    warped onto frame i within `box` (bicubic), float32 RGB in [0, 1]."""
     if t == i:
         crop = frame_t[box[0]:box[1], box[2]:box[3]]
         return crop.astype(np.float32) * (1 / 255.0) if crop.dtype == np.uint8 else crop.astype(np.float32)
     flow = analysis.flow_to(i, t, box)
     flow[..., 0] += box[2]
     flow[..., 1] += box[0]
-    warped, _ = backward_warp(np.asarray(frame_t), flow, interpolation=cv2.INTER_CUBIC)
+    warped, _ = backward_warp(frame_t, flow, interpolation=cv2.INTER_CUBIC)
     warped = warped.astype(np.float32) * (1 / 255.0) if warped.dtype == np.uint8 else warped
     return np.clip(warped, 0.0, 1.0)
 
