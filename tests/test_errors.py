@@ -147,6 +147,23 @@ def test_disk_full_while_writing(clip_factory, tmp_path, existing_output, segmen
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
+def test_disk_full_outside_restore_is_one_line(clip_factory, tmp_path):
+    """`deblur` writes its analysis into the work directory before `restore` runs: a full disk there is
+    one line that says so and where, not an internal error."""
+    src, _, _ = clip_factory("small.mkv", width=320, height=240, frames=12)
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    work = tmp_path / "work"
+    r = subprocess.run([sys.executable, "-m", "vidrestore", "deblur", str(src), "-o", str(tmp_path / "out.mkv"),
+                        "--work-dir", str(work)], preexec_fn=limit, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    one_line_error(r, "disk full while writing the work directory", str(work), "File too large")
+    assert not (tmp_path / "out.mkv").exists()
+
+
 def test_debug_flag_shows_the_traceback(tmp_path):
     r = run_cli("probe", tmp_path / "nope.mp4", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr

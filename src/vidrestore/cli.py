@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
@@ -13,8 +14,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import VidrestoreError
-from .pipeline.runner import DEFAULT_SEGMENT_FRAMES
+from .errors import VidrestoreError, disk_full
+from .pipeline.runner import DEFAULT_SEGMENT_FRAMES, default_work_dir
 
 if TYPE_CHECKING:
     from .pipeline import RestoreResult
@@ -1235,5 +1236,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - one line for the user, traceback with --debug
         if args.debug:
             raise
+        if disk_full(err):  # `restore` names the file it was writing itself; the other writers land here
+            where = err.filename or f"the work directory ({getattr(args, 'work_dir', None) or default_work_dir()}) or the output"
+            print(f"vidrestore: error: disk full while writing {where} ({os.strerror(err.errno)}); free space there "
+                  "(or choose another --work-dir) and run the same command again: finished work is kept", file=sys.stderr)
+            return 1
         print(f"vidrestore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 class VidrestoreError(Exception):
@@ -21,3 +24,8 @@ class VidrestoreError(Exception):
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
 
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether `err` is a write refused for lack of space (a full disk, a quota, a file-size limit)."""
+    return isinstance(err, OSError) and getattr(err, "errno", None) in _DISK_FULL

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from ..errors import VidrestoreError
+from ..errors import VidrestoreError, disk_full
 from ..io.cache import cache_ready, mark_complete
 from ..io.colour import AVCOL_BY_MATRIX, native_format
 from ..io.encode import EncodeSettings, OutputPlan, SegmentEncoder, plan_output
@@ -32,7 +31,6 @@ from .stage import Stage, apply_stages
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_FRAMES = 240
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _FORMAT_VERSION = 1  # bump when the meaning of a job's files changes
 
 
@@ -57,10 +55,6 @@ class RestoreResult:
     notes: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)  # seconds: "check", "analysis", "render", "mux"
     analyses: dict[str, str] = field(default_factory=dict)  # two-pass stage name -> its cached analysis folder
-
-
-def _disk_full(err: BaseException) -> bool:
-    return isinstance(err, OSError) and getattr(err, "errno", None) in _DISK_FULL
 
 
 def run_analyses(
@@ -318,7 +312,7 @@ def _run(inp: Path, out: Path, p: RestorePlan, stages: Sequence[Stage], work_roo
     except VidrestoreError:
         raise
     except BaseException as err:
-        if _disk_full(err):
+        if disk_full(err):
             where = "the output" if writing == out else "the work directory (choose another with --work-dir)"
             raise VidrestoreError(
                 f"disk full while writing {where} ({os.strerror(err.errno)}); nothing that existed was changed; "
