@@ -25,7 +25,6 @@ class VidrestoreError(Exception):
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-
 def disk_full(err: BaseException) -> bool:
     """Whether `err` is a write refused for lack of space (a full disk, a quota, a file-size limit)."""
     return isinstance(err, OSError) and getattr(err, "errno", None) in _DISK_FULL
