@@ -4,7 +4,8 @@
         --state work-x2/state.pt --out src/vidrestore/weights/upscale_x2.safetensors
 
 (the command that made the shipped file; README "Super-resolution" has its training curve). The
-network is `internal_sr.refiner(2)`; each training pair is a picture's luma (the target) and its
+network is `internal_sr.refiner(2)` (`--features`, `--hidden`: another size, which `upscale` loads as
+it is; on a GPU, `--device cuda` with a larger `--batch`); each training pair is a picture's luma (the target) and its
 area-downscaled copy (x2, centre grid: what area, bicubic and Lanczos resizers do) brought back by
 bicubic upsampling and one back-projection step (`kernel_fusion.back_project`, psf 0), which is
 what the multi-frame fusion gives where no neighbour helps; each picture also at 0.7 of its size.
@@ -78,6 +79,10 @@ def main() -> None:
     ap.add_argument("--state", type=Path, required=True, help="training state (continued from when it exists)")
     ap.add_argument("--out", type=Path, required=True, help="weights to write (.safetensors)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _, features, hidden = internal_sr.SHAPES[2]
+    ap.add_argument("--features", type=int, default=features, help=f"the network's width (default {features})")
+    ap.add_argument("--hidden", type=int, default=hidden, help=f"its hidden 3x3 layers (default {hidden})")
+    ap.add_argument("--batch", type=int, default=BATCH, help=f"patches a step (default {BATCH})")
     args = ap.parse_args()
     device = resolve_device(args.device)
     pairs = []
@@ -89,7 +94,7 @@ def main() -> None:
     share = np.array([x.numel() for x in xs], float)
     share /= share.sum()
     torch.manual_seed(0)
-    net = internal_sr.refiner(2).to(device)
+    net = internal_sr.Refiner(internal_sr.SHAPES[2][0], args.features, args.hidden).to(device)
     opt = torch.optim.Adam(net.parameters(), RATE)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
     step, curve = 0, []
@@ -104,7 +109,7 @@ def main() -> None:
     while step < args.steps:
         rng = np.random.default_rng([0, step])   # a step's patches depend on the step alone: resuming repeats them
         xb, yb = [], []
-        for _ in range(BATCH):
+        for _ in range(args.batch):
             k = int(rng.choice(len(xs), p=share))
             h, w = xs[k].shape
             i, j = int(rng.integers((h - PATCH) // 2 + 1)) * 2, int(rng.integers((w - PATCH) // 2 + 1)) * 2
@@ -131,6 +136,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, str(args.out),
               metadata={"vidrestore": json.dumps({"trained_by": "scripts/train_upscale_x2.py", "steps": step,
+                                                   "features": args.features, "hidden": args.hidden, "batch": args.batch,
                                                    "curve": curve, "held_out": list(HELD_OUT)})})
     print(f"wrote {args.out}")
 

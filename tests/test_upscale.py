@@ -347,3 +347,22 @@ def test_shipped_x2_start_beats_bicubic_and_untrained_weights_do_not():
     for name, net in [("shipped", internal_sr.pretrained(2)), ("untrained", internal_sr.refiner(2).eval())]:
         scores[name] = psnr(np.clip(back_project(internal_sr.refine(net, start), small, 2, 0.0), 0, 1), truth, crop=8) - base
     assert scores["shipped"] > 1.0 and scores["untrained"] < 0.5, scores
+
+
+def test_a_start_of_another_size_loads_as_it_is(tmp_path, monkeypatch):
+    """`scripts/train_upscale_x2.py --features --hidden` trains a start of another size: `upscale` reads
+    its shape from the file, and the loaded start computes what the saved one did."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vidrestore.restoration import internal_sr
+
+    torch.manual_seed(0)
+    net = internal_sr.Refiner(2, 24, 3).eval()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "start.safetensors"))
+    monkeypatch.setattr(internal_sr, "_shipped", lambda scale: tmp_path / "start.safetensors")
+    back = internal_sr.pretrained(2)
+    assert (back.factor, back.body[0].out_channels, len(back.body) // 2 - 1) == (2, 24, 3)
+    x = torch.rand(1, 1, 40, 48)
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))

@@ -20,6 +20,7 @@ weights to a video's few frames learned them by heart (README, "Super-resolution
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -33,7 +34,7 @@ from torch import nn
 PATCH = 32          # side of a training patch (output pixels; the frame's smaller side when it is smaller)
 BATCH = 8
 PRETRAINED = {2: "upscale_x2.safetensors"}   # scale -> shipped start (package folder `weights`)
-SHAPES = {2: (2, 64, 8)}                     # scale -> the start's (pixel-unshuffle factor, features, hidden layers)
+SHAPES = {2: (2, 64, 8)}                     # scale -> the start's (pixel-unshuffle factor, features, hidden layers) as trained by default
 SCRATCH = (1, 32, 4)                         # the refiner trained on the video alone: (factor, features, hidden)
 
 
@@ -100,14 +101,23 @@ def _shipped(scale: int):
     return None if name is None else resources.files("vidrestore") / "weights" / name
 
 
+def shape_of(weights: dict[str, torch.Tensor]) -> tuple[int, int, int]:
+    """(pixel-unshuffle factor, features, hidden layers) of a `Refiner`'s weights: a start trained at
+    another size (`scripts/train_upscale_x2.py --features --hidden`) loads as what it is."""
+    first = weights["body.0.weight"]
+    convs = sum(1 for k in weights if k.startswith("body.") and k.endswith(".weight"))
+    return math.isqrt(first.shape[1]), first.shape[0], convs - 2
+
+
 def pretrained(scale: int) -> Refiner | None:
     """The shipped start at `scale` (None where the refiner starts from scratch)."""
     shipped = _shipped(scale)
     if shipped is None:
         return None
-    net = refiner(scale)
     with resources.as_file(shipped) as path:
-        net.load_state_dict(load_file(str(path)))
+        weights = load_file(str(path))
+    net = Refiner(*shape_of(weights))
+    net.load_state_dict(weights)
     return net.eval()
 
 
