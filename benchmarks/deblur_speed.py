@@ -6,10 +6,11 @@ Measures `restore_frame` (aligning the window with the cached flows, the fusion 
 network over overlapping tiles) on a 1280x720 clip made from the shared "dog" footage (or a
 synthetic clip when the footage is absent), with the untrained default U-Net (speed does not
 depend on the weights). Rows: eager, channels-last, torch.compile (its first call, which
-compiles, is timed apart), each with 512-px tiles and whole frames, as `deblur` runs them (on a CPU
+compiles, is timed apart), each with `deblur`'s tiles and whole frames, as `deblur` runs them (on a CPU
 with native bf16, under bf16 autocast, `infer.network_precision`, with freed memory reused,
 `util.memory`); on the CPU first channels-last without either, then with the second alone; on
-CUDA also bf16 autocast.
+CUDA also bf16 autocast. Then channels-last at tiles of 512 px, the default and whole frames, at
+1280x720 and at 1920x1080 (the same frames upscaled).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import cv2
 import numpy as np
 import torch
 
 from vidrestore.io import EncodeSettings, write_video
 from vidrestore.models import create_model
-from vidrestore.selfhvd import analyze_video
+from vidrestore.models.tiling import DEFAULT_TILE
+from vidrestore.selfhvd import AnalysisSettings, analyze_video
 from vidrestore.selfhvd import infer
 from vidrestore.selfhvd.infer import restore_frame
 from vidrestore.selfhvd.sampling import window_indices
@@ -86,7 +89,7 @@ def main() -> None:
         rows = [("eager", model)]
         rows.append(("channels-last (used by deblur)", cl))
         compiled = torch.compile(create_model("unet").to(device).eval().to(memory_format=torch.channels_last))
-        for tile in (512, 0):
+        for tile in (DEFAULT_TILE, 0):
             for name, m in rows:
                 s = timed(restore_frame, frames, analysis, m, device, tile, args.frames)
                 print(f"| {name} | {tile or 'whole frame'} | {s:.3f} | {1 / s:.2f} |", flush=True)
@@ -106,6 +109,17 @@ def main() -> None:
 
         window_input(analysis, 5, idx, m.radius, (0, analysis.height, 0, analysis.width), lambda j: frames[j])
         print(f"\nof which aligning the window and the fusion prior (numpy/OpenCV, CPU): {time.perf_counter() - t:.3f} s/frame")
+        print("\nTile sizes (channels-last, as `deblur` runs it):\n\n| frame | tile | s/frame | frames/s |\n|---|---|---:|---:|")
+        for name, scale in (("1280x720", 1.0), ("1920x1080", 1.5)):
+            if scale != 1.0:
+                big = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for f in frames]
+                clip = Path(tmp) / "clip1080.mkv"
+                write_video(clip, big, 30, EncodeSettings("ffv1"))
+                analysis = analyze_video(clip, AnalysisSettings(max_downscale=1), work_dir=Path(tmp) / "work", progress=False)
+                frames = [analysis.frame(i) for i in range(analysis.count)]
+            for tile in (512, DEFAULT_TILE, 0):
+                s = timed(restore_frame, frames, analysis, cl, device, tile, args.frames)
+                print(f"| {name} | {tile or 'whole frame'} | {s:.3f} | {1 / s:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

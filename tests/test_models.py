@@ -76,6 +76,37 @@ def test_tiled_inference_equals_whole_frame():
     assert (whole - frames[:, 2:3]).abs().mean() > 0.01  # the network did change the frame
 
 
+def test_tiles_are_equal_and_no_longer_than_the_frame_needs():
+    """720p in 512-px tiles with 48 px margins: six tiles of 416x496, not six of 512x512 (the last
+    moved back to the edge), so the network computes 1.34x the frame's pixels instead of 1.71x;
+    and the blend still equals one pass over the whole frame."""
+    seen = []
+
+    def forward(x):
+        seen.append(tuple(x.shape[-2:]))
+        return x * 2
+
+    x = torch.rand(1, 3, 720, 1280)
+    out = run_tiled(forward, [x], 8, tile=512, margin=48)
+    assert torch.allclose(out, x * 2)
+    assert set(seen) == {(416, 496)} and len(seen) == 6
+    assert sum(h * w for h, w in seen) / (720 * 1280) < 1.35
+    model = _randomise(create_model("unet")).eval()
+    frames, _, _, prior = _inputs(model, b=1, h=203, w=331)
+    with torch.no_grad():
+        whole = run_tiled(model, [frames, None, None, prior], model.multiple, tile=0)
+        for tile in (200, 256):
+            tiled = run_tiled(model, [frames, None, None, prior], model.multiple, tile=tile, margin=48)
+            assert (whole - tiled).abs().max() < 1e-3, tile
+
+
+def test_the_clis_tile_is_the_default_tile():
+    from vidrestore.cli import build_parser
+    from vidrestore.models.tiling import DEFAULT_TILE
+
+    assert build_parser().parse_args(["deblur", "in.mp4", "-o", "out.mkv"]).tile == DEFAULT_TILE
+
+
 def test_checkpoint_round_trip_and_errors(tmp_path):
     model = _randomise(create_model("unet", radius=1, width=8)).eval()
     path = tmp_path / "m.safetensors"

@@ -339,7 +339,8 @@ def _deblur_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="scratch", help="the network training starts from: scratch (default: a fresh network), "
                                                       "a trained model (.safetensors), or the SelfHVD authors' BasicVSR++ "
                                                       "checkpoint (.pth)")
-    p.add_argument("--tile", type=_int_at_least(0), default=512, help="inference tile size in pixels (0: whole frames; default 512)")
+    p.add_argument("--tile", type=_int_at_least(0), default=768,  # models.tiling.DEFAULT_TILE (not imported: torch)
+                   help="largest inference tile in pixels (0: whole frames; default 768)")
     p.add_argument("--fidelity", action="store_true",
                    help="no network: every output pixel a convex combination of the video's own frames aligned onto "
                         "each other (the report lists each frame's sources and weights); nothing is trained")

@@ -16,16 +16,22 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TILE = 512
+DEFAULT_TILE = 768  # 512 needed 15-18 % more time at 1080p and 2048x1152 for 0.2-0.3 GB less memory (README)
 DEFAULT_MARGIN = 48
 
 
-def _starts(size: int, tile: int, overlap: int, multiple: int) -> list[int]:
+def _spans(size: int, tile: int, overlap: int, multiple: int) -> tuple[list[int], int]:
+    """Starts and length of the fewest equal tiles, at most `tile` long, that cover `size` overlapping by
+    at least `overlap` (`size`, `tile` multiples of `multiple`). Equal tiles just long enough: tiles of
+    the full `tile` with the last one moved back to the end recomputed up to 70 % of a 720p frame."""
     if size <= tile:
-        return [0]
-    step = max(multiple, (tile - overlap) // multiple * multiple)
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(s // multiple * multiple for s in starts))
+        return [0], size
+    step = tile - overlap - multiple  # starts are rounded down to the multiple below
+    n = -(-(size - overlap - multiple) // step)
+    length = min(tile, -(-(size + (n - 1) * (overlap + multiple)) // (n * multiple)) * multiple)
+    starts = [k * (size - length) // (n - 1) // multiple * multiple for k in range(n)]
+    starts[-1] = size - length
+    return starts, length
 
 
 def _ramp(n: int, lo_edge: bool, hi_edge: bool, margin: int, device, dtype) -> torch.Tensor:
@@ -72,12 +78,12 @@ def run_tiled(forward: Callable[..., torch.Tensor], inputs: list[torch.Tensor | 
     if H <= t and W <= t:
         return forward(*padded)[..., :h, :w]
     overlap = 2 * margin
-    ys, xs = _starts(H, t, overlap, multiple), _starts(W, t, overlap, multiple)
+    (ys, th), (xs, tw) = _spans(H, t, overlap, multiple), _spans(W, t, overlap, multiple)
     out = None
     weight = torch.zeros(H, W, device=ref.device, dtype=ref.dtype)
     for y0 in ys:
         for x0 in xs:
-            y1, x1 = min(y0 + t, H), min(x0 + t, W)
+            y1, x1 = y0 + th, x0 + tw
             crop = [None if x is None else x[..., y0:y1, x0:x1].contiguous() for x in padded]
             res = forward(*crop)
             if out is None:

@@ -11,7 +11,7 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 def reuse_freed_memory() -> bool:
     """Let glibc keep freed memory for the next allocation instead of returning it to the kernel.
 
-    A network run over 512-px tiles allocates and frees activations of about 38 MB per layer.
+    A network run over tiles allocates and frees activations of tens of MB per layer (38 MB at 512 px).
     Above glibc's largest mmap threshold (32 MB) each one is a fresh mapping whose pages the
     kernel faults in and zeroes on first touch, for every layer of every tile; served from the
     heap, the next tile reuses the same pages. Returns whether the setting applied (glibc only).
