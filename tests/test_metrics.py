@@ -230,6 +230,9 @@ def test_report_groups_by_label_and_video_against_itself(tmp_path):
     s = rep.summary()
     assert s["sharp"]["frames"] == 3 and s["blurry"]["frames"] == 2
     assert s["sharp"]["psnr_rgb"] == float("inf") and s["blurry"]["psnr_rgb"] < 40
+    # frames passed through unchanged do not make the whole video's mean infinite: they are counted
+    assert s["all"]["psnr_rgb"] == pytest.approx(s["blurry"]["psnr_rgb"]) and s["all"]["identical"] == 3
+    assert s["sharp"]["identical"] == 3 and s["blurry"]["identical"] == 0
     assert s["blurry"]["blur_effect"] > s["sharp"]["blur_effect"]
     assert rep.rows[0]["warp_error"] is None and rep.rows[1]["warp_error"] is not None
     rep.write_csv(tmp_path / "f.csv")

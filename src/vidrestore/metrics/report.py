@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # torch is imported only when LPIPS is used
 COLUMNS = ["index", "label", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "lpips", "drift_px", "drift_dx", "drift_dy",
            "warp_error", "warp_error_ref", "blur_effect", "lap_var", "agree_in", "agree_out"]
 METRICS = COLUMNS[2:]
+PSNRS = ("psnr_rgb", "psnr_y")
 
 
 @dataclass
@@ -61,7 +62,11 @@ class MetricsReport:
         """Means of every metric over all frames, and over frames labelled sharp / blurry.
 
         Keys: "frames", "all", "sharp", "blurry" (the last two only with labels). Each group maps
-        a metric to its mean over the frames where it was computed, plus "warp_excess" = mean
+        a metric to its mean over the frames where it was computed -- PSNR over the frames that
+        differ from the reference, with "identical" counting the others (inf only when every frame
+        is identical: a mean with one identical frame in it would be inf whatever the rest, as
+        `vidrestore metrics OUT IN` gave for a deblurred video whose sharp frames pass through
+        unchanged) -- plus "warp_excess" = mean
         warp_error - mean warp_error_ref (the temporal inconsistency the output adds) and, with
         sharp-frame agreement, "agree_gain" = mean agree_out - mean agree_in (dB; > 0: the output
         is closer to the video's sharp frames than its input).
@@ -76,7 +81,11 @@ class MetricsReport:
             means = {}
             for m in METRICS:
                 vals = [r[m] for r in rows if r[m] is not None]
+                if m in PSNRS and any(math.isfinite(v) for v in vals):
+                    vals = [v for v in vals if math.isfinite(v)]
                 means[m] = float(np.mean(vals)) if vals else None
+            if means["psnr_rgb"] is not None:
+                means["identical"] = sum(1 for r in rows if r["psnr_rgb"] == math.inf)
             if means["warp_error"] is not None:
                 means["warp_excess"] = means["warp_error"] - means["warp_error_ref"]
             if means["agree_out"] is not None:
