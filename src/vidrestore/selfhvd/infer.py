@@ -47,8 +47,9 @@ def restore_frame(model: nn.Module, analysis: VideoAnalysis, frames: list[np.nda
     i = indices[centre]
     nf = pf = prior = None
     box = (0, analysis.height, 0, analysis.width)
+    trips: dict[int, np.ndarray] = {}  # round trips, computed once for the prior and the moving guard
     if model.aligned_input:
-        aligned, p = window_input(analysis, i, indices, centre, box, lambda t: frames[indices.index(t)])
+        aligned, p = window_input(analysis, i, indices, centre, box, lambda t: frames[indices.index(t)], trips)
         prior = torch.from_numpy(p)[None].to(device)
         x = torch.from_numpy(aligned).permute(0, 3, 1, 2)[None].to(device)
     else:
@@ -59,7 +60,7 @@ def restore_frame(model: nn.Module, analysis: VideoAnalysis, frames: list[np.nda
     k = 0 if model.outputs == "centre" else centre
     restored = out[0, k].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
     if model.aligned_input:
-        restored = guard_moving(restored, fused(aligned, p), moving_share(analysis, i, indices, centre, aligned))
+        restored = guard_moving(restored, fused(aligned, p), moving_share(analysis, i, indices, centre, aligned, trips))
     return restored
 
 

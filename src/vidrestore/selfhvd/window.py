@@ -41,14 +41,26 @@ def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box:
     return np.clip(warped, 0.0, 1.0)
 
 
-def visibility(analysis: VideoAnalysis, i: int, t: int, box: tuple[int, int, int, int]) -> np.ndarray:
+def round_trip(analysis: VideoAnalysis, i: int, t: int, box: tuple[int, int, int, int],
+               trips: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """`VideoAnalysis.round_trip_error(i, t, box)`, kept in `trips` (by t) when given: rendering a
+    frame needs each neighbour's round trip twice, for the fusion prior and for `moving_share`."""
+    if trips is None:
+        return analysis.round_trip_error(i, t, box)
+    if t not in trips:
+        trips[t] = analysis.round_trip_error(i, t, box)
+    return trips[t]
+
+
+def visibility(analysis: VideoAnalysis, i: int, t: int, box: tuple[int, int, int, int],
+               trips: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """How visible frame t's pixels warped onto frame i are (1: the forward-backward round trip closes;
     0: it misses by 1 / OCCLUSION_SLOPE pixels or more), within `box`."""
-    return 1.0 - np.minimum(1.0, OCCLUSION_SLOPE * analysis.round_trip_error(i, t, box))
+    return 1.0 - np.minimum(1.0, OCCLUSION_SLOPE * round_trip(analysis, i, t, box, trips))
 
 
 def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, box: tuple[int, int, int, int],
-                 aligned: list[np.ndarray], sharpness: dict[int, float]) -> np.ndarray:
+                 aligned: list[np.ndarray], sharpness: dict[int, float], trips: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Lucky-frame fusion's log-weights (T, h, w) for the aligned window of frame i (module docstring).
 
     Args:
@@ -59,6 +71,7 @@ def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
         box: (y0, y1, x0, x1) part of the frame.
         aligned: the window's frames warped onto frame i.
         sharpness: frame index -> sharpness, for the sharper-than-centre ratio.
+        trips: round trips to reuse and keep (`round_trip`).
     """
     low = low_luma(aligned[centre])
     prior = np.full((len(sources), box[1] - box[0], box[3] - box[2]), NO_WEIGHT, np.float32)
@@ -71,7 +84,7 @@ def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
         ratio = sharpness[t] / max(sharpness[sources[centre]], 1e-12)
         if ratio <= 1:
             continue
-        w = neighbour_weight(low, aligned[n], ratio, visibility(analysis, i, t, box))
+        w = neighbour_weight(low, aligned[n], ratio, visibility(analysis, i, t, box, trips))
         prior[n] = np.maximum(np.log(np.maximum(w, 1e-30)), NO_WEIGHT)
     return prior
 
@@ -82,7 +95,8 @@ def fused(aligned: np.ndarray, prior: np.ndarray) -> np.ndarray:
     return np.einsum("thw,thwc->hwc", w / w.sum(axis=0), aligned).astype(np.float32)
 
 
-def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, aligned: np.ndarray) -> np.ndarray:
+def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, aligned: np.ndarray,
+                 trips: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Per pixel, the share of the fusion's frame weights (`frame_weight`: sharper neighbours only) that
     comes from neighbours that cannot be trusted there: where another moment's content differs from
     frame i (a moving object), in [0, 1]. A neighbour counts where it disagrees strongly
@@ -91,7 +105,7 @@ def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
     forward-backward round trip misses by LOST_PX or more (what an object uncovers or covers as it
     moves, and out of view; on real blurry footage the flows' own round trips miss by about half a
     pixel); both spread over the disagreement's neighbourhood.
-    `aligned` is the whole frame's window (as `infer` builds it)."""
+    `aligned` is the whole frame's window (as `infer` builds it); `trips` as for `fusion_prior`."""
     low = low_luma(aligned[centre], MOVING_SIGMA)
     share = np.zeros(low.shape, np.float32)
     total = 0.0
@@ -105,14 +119,14 @@ def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
         w = frame_weight(float(analysis.laplacian[t]) / max(float(analysis.laplacian[i]), 1e-12))
         if w > 0:
             moved = disagreement(low, aligned[n], MOVING_SIGMA) > DEFAULTS["spread_above"]
-            lost = cv2.dilate((analysis.round_trip_error(i, t, box) >= LOST_PX).astype(np.uint8), spread) > 0
+            lost = cv2.dilate((round_trip(analysis, i, t, box, trips) >= LOST_PX).astype(np.uint8), spread) > 0
             share += np.float32(w) * (moved | lost)
             total += w
     return share / np.float32(total) if total > 0 else share
 
 
 def window_input(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, box: tuple[int, int, int, int],
-                 frame_of: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                 frame_of: Callable[[int], np.ndarray], trips: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Aligned frames (T, h, w, 3) and fusion log-weights (T, h, w) for frame i.
 
     `frame_of` maps a frame index to the full frame (8-bit from the analysis, or float from the
@@ -120,4 +134,4 @@ def window_input(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
     """
     aligned = [warp_onto(analysis, i, t, frame_of(t), box) for t in sources]
     sharpness = {t: float(analysis.laplacian[t]) for t in set(sources)}
-    return np.stack(aligned), fusion_prior(analysis, i, sources, centre, box, aligned, sharpness)
+    return np.stack(aligned), fusion_prior(analysis, i, sources, centre, box, aligned, sharpness, trips)
