@@ -16,14 +16,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TILE = 768  # 512 needed 15-18 % more time at 1080p and 2048x1152 for 0.2-0.3 GB less memory (README)
+DEFAULT_TILE = 768  # 512 costs time at 1080p and above for little memory saved (README, "Tiles since")
 DEFAULT_MARGIN = 48
 
 
 def _spans(size: int, tile: int, overlap: int, multiple: int) -> tuple[list[int], int]:
     """Starts and length of the fewest equal tiles, at most `tile` long, that cover `size` overlapping by
     at least `overlap` (`size`, `tile` multiples of `multiple`). Equal tiles just long enough: tiles of
-    the full `tile` with the last one moved back to the end recomputed up to 70 % of a 720p frame."""
+    the full `tile`, the last moved back to the end, recompute much of a frame whose size is not a
+    multiple of the step."""
     if size <= tile:
         return [0], size
     step = tile - overlap - multiple  # starts are rounded down to the multiple below
