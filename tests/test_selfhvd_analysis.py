@@ -95,6 +95,25 @@ def test_flow_recovers_a_known_subpixel_shift():
     assert np.allclose(np.median(inner, axis=0), [-shift[0], -shift[1]], atol=0.1)
 
 
+def test_flow_pairs_are_the_flows_computed_one_at_a_time(monkeypatch):
+    """Pairs spread over worker threads (four here, whatever the machine) come back in order, each the
+    flow one estimator computes alone."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    scene = textured_scene(np.random.default_rng(2), 200, 160)
+    shifted = [cv2.warpAffine(scene, np.float32([[1, 0, -0.7 * k], [0, 1, 0.4 * k]]), (200, 160), flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REFLECT) for k in range(4)]
+    dis = create_flow("dis", preset="medium")
+    prepared = [dis.prepare(f) for f in shifted]
+    pairs = [(prepared[a], prepared[b]) for a, b in ((0, 1), (1, 0), (0, 3), (2, 3), (3, 0))]
+    alone = [create_flow("dis", preset="medium").flow_prepared(a, b) for a, b in pairs]
+    together = dis.flow_pairs(pairs)
+    assert len(dis._clones) == 3
+    assert len(together) == len(pairs) and all(np.array_equal(x, y) for x, y in zip(together, alone))
+    assert np.abs(np.median(together[2][..., 0]) + 2.1) < 0.2  # the pairs differ: order matters
+
+
 def test_learned_flow_is_a_documented_exception():
     with pytest.raises(VidrestoreError, match="not implemented in this version.*weights"):
         create_flow("sea-raft", weights="spring-M.pth")

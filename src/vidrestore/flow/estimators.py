@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -36,6 +38,7 @@ class FlowEstimator:
     scale: float = 1.0
     params: dict = field(default_factory=dict)
     _fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    _clones: list[FlowEstimator] = field(default_factory=list, repr=False, compare=False)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """The estimator's input for a frame (grey 8-bit at the working scale); reuse it across pairs."""
@@ -60,6 +63,25 @@ class FlowEstimator:
         if size is not None and flow.shape[:2] != size:
             flow = resize_field(flow, size, is_flow=True)
         return flow
+
+    def flow_pairs(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], size: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """`flow_prepared` of each (a, b) pair, computed by worker threads, one per core up to the
+        number of pairs, each with its own copy of the estimator (OpenCV's estimators keep per-call
+        state and release the GIL while they work). The flows are those computed one at a time;
+        on two cores DIS's own parallelism leaves room that a second pair at once fills."""
+        workers = max(1, min(len(pairs), os.cpu_count() or 1))
+        if workers == 1:
+            return [self.flow_prepared(a, b, size) for a, b in pairs]
+        while len(self._clones) < workers - 1:
+            self._clones.append(_from_config(self.config()))
+        estimators = [self, *self._clones[:workers - 1]]
+
+        def work(w: int) -> list[np.ndarray]:
+            return [estimators[w].flow_prepared(a, b, size) for a, b in pairs[w::workers]]
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="vidrestore-flow") as pool:
+            parts = list(pool.map(work, range(workers)))
+        return [parts[n % workers][n // workers] for n in range(len(pairs))]
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Flow a -> b (H, W, 2) in full-resolution pixels, for float RGB frames a and b."""

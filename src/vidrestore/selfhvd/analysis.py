@@ -352,9 +352,9 @@ def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSet
             grey[i] = label_flow.prepare(rgb)
             t0 = time.perf_counter()
             luma = grey[i] if align_flow.scale == label_flow.scale else align_flow.prepare(rgb)
-            for k, earlier in enumerate(recent, 1):
-                nxt[k][i - k] = align_flow.flow_prepared(earlier, luma)
-                prv[k][i - k] = align_flow.flow_prepared(luma, earlier)
+            flows = align_flow.flow_pairs([pair for earlier in recent for pair in ((earlier, luma), (luma, earlier))])
+            for k in range(1, len(recent) + 1):
+                nxt[k][i - k], prv[k][i - k] = flows[2 * k - 2], flows[2 * k - 1]
             recent.appendleft(luma)
             align_s += time.perf_counter() - t0
             bar.update(1)
@@ -390,7 +390,7 @@ def _label_pass(folder: Path, partner: np.ndarray, settings: AnalysisSettings, p
                 lm[i] = 255
             elif j >= 0:
                 gi, gj = np.asarray(grey[i]), np.asarray(grey[j])
-                f_ij, f_ji = flow.flow_prepared(gi, gj), flow.flow_prepared(gj, gi)
+                f_ij, f_ji = flow.flow_pairs([(gi, gj), (gj, gi)])
                 lf[i] = f_ij
                 lm[i] = to_u8(label_mask(gi, gj, f_ij, f_ji, settings.occlusion_slope, settings.uncertainty_threshold))
             bar.update(1)
