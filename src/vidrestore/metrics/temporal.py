@@ -81,8 +81,7 @@ class WarpingErrorStream:
         if self._prev is not None:
             prev_out, prev_ref, prev_prep = self._prev
             size = out.shape[:2]
-            f_fw = self.flow.flow_prepared(prev_prep, prep, size)
-            f_bw = self.flow.flow_prepared(prep, prev_prep, size)
+            f_fw, f_bw = self.flow.flow_pairs([(prev_prep, prep), (prep, prev_prep)], size)
             mask = (occlusion_mask(f_fw, f_bw) >= 0.5).astype(np.float32)
             result = (warping_error_pair(prev_out, out, f_fw, mask), warping_error_pair(prev_ref, ref, f_fw, mask))
         self._prev = (out, ref, prep)

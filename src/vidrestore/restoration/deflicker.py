@@ -224,8 +224,7 @@ class GuidedDeflicker(Stage):
         does not depend on what was computed before."""
         if (t, j) not in self._flows:
             prep_t, prep_j = self.flow.prepare(self.guide.get(t)), self.flow.prepare(self.guide.get(j))
-            self._flows[(t, j)] = self.flow.flow_prepared(prep_t, prep_j, size)
-            self._flows[(j, t)] = self.flow.flow_prepared(prep_j, prep_t, size)
+            self._flows[(t, j)], self._flows[(j, t)] = self.flow.flow_pairs([(prep_t, prep_j), (prep_j, prep_t)], size)
         return self._flows[(t, j)], self._flows[(j, t)]
 
     def inputs(self) -> list[Path]:

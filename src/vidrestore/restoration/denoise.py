@@ -398,7 +398,7 @@ class Denoise(Stage):
         """Steps 1-4 of the module docstring at full size."""
         variance = self.variance(x, window.index)
         neighbours = self._neighbours(window)
-        flows = [self.flow.flow_prepared(self._prepare(window.frame), self._prepare(f), x.shape[:2]) for f in neighbours]
+        flows = self.flow.flow_pairs([(self._prepare(window.frame), self._prepare(f)) for f in neighbours], x.shape[:2])
         h, w = x.shape[:2]
         coarse = cv2.resize(variance, (max(1, w // COARSE), max(1, h // COARSE)), interpolation=cv2.INTER_AREA)
         coarse *= np.float32(box_factor(self.spectrum, COARSE) / COARSE ** 2)

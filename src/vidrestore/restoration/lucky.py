@@ -89,8 +89,7 @@ class LuckyFusion(Stage):
                 continue
             seen.add(window.frames[j].index)
             prep_j = self.flow.prepare(f)
-            f_ij = self.flow.flow_prepared(prep_x, prep_j, size)
-            f_ji = self.flow.flow_prepared(prep_j, prep_x, size)
+            f_ij, f_ji = self.flow.flow_pairs([(prep_x, prep_j), (prep_j, prep_x)], size)
             warped, valid = backward_warp(f, f_ij, interpolation=cv2.INTER_CUBIC)
             w = neighbour_weight(low_x, warped, sharpness[j] / max(sharpness[c], 1e-12), occlusion_mask(f_ij, f_ji) * valid,
                                  self.power, self.strength, self.sensitivity, self.compare_sigma)
