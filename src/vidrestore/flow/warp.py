@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-ROW_MARGIN = 3  # rows beyond the samples' extent that interpolation taps (bicubic: -1..+2) and OpenCV's fixed-point rounding reach
+ROW_MARGIN = 3  # rows (and columns) beyond the samples' extent that interpolation taps (bicubic: -1..+2) and OpenCV's fixed-point rounding reach
 
 
 def remap(image, xs: np.ndarray, ys: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
@@ -16,19 +16,25 @@ def remap(image, xs: np.ndarray, ys: np.ndarray, interpolation: int = cv2.INTER_
 
     `image` is an array, or anything sliced by rows like one (`io.npy_rows.NpyRows.item`, an item
     on disk): then, when every sample lies inside it, only the rows the samples reach are read,
-    with the same result (the samples' rows move by a whole number, exactly in float32).
-    A training crop's few rows of a frame or a flow then cost what the crop costs, whatever the
-    frame's size.
+    and of those only the columns they reach are converted and sampled, with the same result (the
+    samples move by a whole number of pixels, exactly in float32). A training crop's part of a
+    frame or a flow then costs what the crop costs, whatever the frame's size.
     """
     if isinstance(image, np.ndarray):
         return cv2.remap(np.ascontiguousarray(image, dtype), xs, ys, interpolation, borderMode=border)
-    h = image.shape[0]
-    lo, hi = float(np.min(ys)), float(np.max(ys))
-    r0, r1 = 0, h
-    if 0 <= lo and hi <= h - 1:  # (a sample far outside a few rows rounds differently in OpenCV's bicubic)
-        r0, r1 = max(0, math.floor(lo) - ROW_MARGIN), min(h, math.floor(hi) + ROW_MARGIN + 1)
-    rows = np.ascontiguousarray(image[r0:r1], dtype)
-    return cv2.remap(rows, xs, ys - np.float32(r0) if r0 else ys, interpolation, borderMode=border)
+    (r0, r1), (c0, c1) = _reach(ys, image.shape[0]), _reach(xs, image.shape[1])
+    part = np.ascontiguousarray(image[r0:r1][:, c0:c1], dtype)
+    return cv2.remap(part, xs - np.float32(c0) if c0 else xs, ys - np.float32(r0) if r0 else ys, interpolation,
+                     borderMode=border)
+
+
+def _reach(coords: np.ndarray, n: int) -> tuple[int, int]:
+    """The range of rows (or columns) of n that samples at `coords` and their interpolation taps reach;
+    all n when a sample falls outside (one far outside a part rounds differently in OpenCV's bicubic)."""
+    lo, hi = float(np.min(coords)), float(np.max(coords))
+    if not (0 <= lo and hi <= n - 1):
+        return 0, n
+    return max(0, math.floor(lo) - ROW_MARGIN), min(n, math.floor(hi) + ROW_MARGIN + 1)
 
 
 def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
