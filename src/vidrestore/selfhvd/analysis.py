@@ -236,18 +236,29 @@ class VideoAnalysis:
             py = py + f[..., 1] / ry
         return px, py
 
-    def flow_to(self, i: int, t: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-        """Flow i -> t at full resolution within `box`, composed from consecutive flows (`follow`)."""
+    def positions(self, i: int, t: int, box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Where the box's pixels of frame i lie in frame t (`follow` from the pixel grid): what `flow_to`
+        and `round_trip_error` start from, computed once when a caller needs both."""
         box = box or (0, self.height, 0, self.width)
         ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
-        px, py = self.follow(xs, ys, i, t)
+        return self.follow(xs, ys, i, t)
+
+    def flow_to(self, i: int, t: int, box: tuple[int, int, int, int] | None = None,
+                there: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Flow i -> t at full resolution within `box`, composed from consecutive flows (`follow`);
+        `there`: its `positions`, when already computed."""
+        box = box or (0, self.height, 0, self.width)
+        ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+        px, py = there if there is not None else self.follow(xs, ys, i, t)
         return np.stack([px - xs, py - ys], axis=-1)
 
-    def round_trip_error(self, i: int, t: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-        """||p - back(forth(p))|| in pixels for the box's pixels of frame i, going to frame t and back; inf out of view."""
+    def round_trip_error(self, i: int, t: int, box: tuple[int, int, int, int] | None = None,
+                         there: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """||p - back(forth(p))|| in pixels for the box's pixels of frame i, going to frame t and back; inf out of
+        view. `there`: forth(p), the `positions` of the box's pixels in frame t, when already computed."""
         box = box or (0, self.height, 0, self.width)
         ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
-        qx, qy = self.follow(xs, ys, i, t)
+        qx, qy = there if there is not None else self.follow(xs, ys, i, t)
         rx, ry = self.follow(qx, qy, t, i)
         err = np.hypot(rx - xs, ry - ys)
         out = (qx < 0) | (qy < 0) | (qx > self.width - 1) | (qy > self.height - 1)

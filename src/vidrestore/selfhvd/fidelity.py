@@ -51,8 +51,9 @@ def fuse(analysis: VideoAnalysis, i: int, sources: list[tuple[int, float]], fram
     acc = centre.copy()
     total = np.ones(centre.shape[:2], np.float32)
     for t, w in sources[1:]:
-        aligned = warp_onto(analysis, i, t, frame_of(t), box)
-        weight = np.float32(w) * trust(low, aligned, visibility(analysis, i, t, box))
+        there = analysis.positions(i, t, box)
+        aligned = warp_onto(analysis, i, t, frame_of(t), box, there)
+        weight = np.float32(w) * trust(low, aligned, visibility(analysis, i, t, box, there=there))
         acc += weight[..., None] * aligned
         total += weight
     return np.clip(acc / total[..., None], 0.0, 1.0)

@@ -27,13 +27,15 @@ MOVING_SIGMA = 3.0  # px: `moving_share`'s low-pass (README: SelfHVD, moving obj
 LOST_PX = 2.5  # px: a round trip missing by this much is an object's motion, not flow noise (`moving_share`)
 
 
-def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box: tuple[int, int, int, int],
+              there: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Frame t (full frame, float or 8-bit; or `NpyRows.item`, of which only the rows needed are read)
-    warped onto frame i within `box` (bicubic), float32 RGB in [0, 1]."""
+    warped onto frame i within `box` (bicubic), float32 RGB in [0, 1]; `there`: the box's
+    `VideoAnalysis.positions` in frame t, when already computed."""
     if t == i:
         crop = frame_t[box[0]:box[1], box[2]:box[3]]
         return crop.astype(np.float32) * (1 / 255.0) if crop.dtype == np.uint8 else crop.astype(np.float32)
-    flow = analysis.flow_to(i, t, box)
+    flow = analysis.flow_to(i, t, box, there)
     flow[..., 0] += box[2]
     flow[..., 1] += box[0]
     warped, _ = backward_warp(frame_t, flow, interpolation=cv2.INTER_CUBIC)
@@ -42,21 +44,21 @@ def warp_onto(analysis: VideoAnalysis, i: int, t: int, frame_t: np.ndarray, box:
 
 
 def round_trip(analysis: VideoAnalysis, i: int, t: int, box: tuple[int, int, int, int],
-               trips: dict[int, np.ndarray] | None = None) -> np.ndarray:
-    """`VideoAnalysis.round_trip_error(i, t, box)`, kept in `trips` (by t) when given: rendering a
+               trips: dict[int, np.ndarray] | None = None, there: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """`VideoAnalysis.round_trip_error(i, t, box, there)`, kept in `trips` (by t) when given: rendering a
     frame needs each neighbour's round trip twice, for the fusion prior and for `moving_share`."""
     if trips is None:
-        return analysis.round_trip_error(i, t, box)
+        return analysis.round_trip_error(i, t, box, there)
     if t not in trips:
-        trips[t] = analysis.round_trip_error(i, t, box)
+        trips[t] = analysis.round_trip_error(i, t, box, there)
     return trips[t]
 
 
 def visibility(analysis: VideoAnalysis, i: int, t: int, box: tuple[int, int, int, int],
-               trips: dict[int, np.ndarray] | None = None) -> np.ndarray:
+               trips: dict[int, np.ndarray] | None = None, there: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """How visible frame t's pixels warped onto frame i are (1: the forward-backward round trip closes;
     0: it misses by 1 / OCCLUSION_SLOPE pixels or more), within `box`."""
-    return 1.0 - np.minimum(1.0, OCCLUSION_SLOPE * round_trip(analysis, i, t, box, trips))
+    return 1.0 - np.minimum(1.0, OCCLUSION_SLOPE * round_trip(analysis, i, t, box, trips, there))
 
 
 def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, box: tuple[int, int, int, int],
@@ -81,7 +83,7 @@ def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
         if n == centre or t in seen:
             continue
         seen.add(t)
-        ratio = sharpness[t] / max(sharpness[sources[centre]], 1e-12)
+        ratio = _ratio(sharpness, t, sources[centre])
         if ratio <= 1:
             continue
         w = neighbour_weight(low, aligned[n], ratio, visibility(analysis, i, t, box, trips))
@@ -89,10 +91,19 @@ def fusion_prior(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
     return prior
 
 
+def _ratio(sharpness: dict[int, float], t: int, c: int) -> float:
+    """How much sharper frame t is than frame c (above 1: t joins c's fusion)."""
+    return sharpness[t] / max(sharpness[c], 1e-12)
+
+
 def fused(aligned: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Lucky-frame fusion of the aligned window (T, h, w, 3) by its prior's log-weights (T, h, w)."""
     w = np.exp(prior - prior.max(axis=0, keepdims=True))
-    return np.einsum("thw,thwc->hwc", w / w.sum(axis=0), aligned).astype(np.float32)
+    w *= 1 / w.sum(axis=0)
+    out = w[0, ..., None] * aligned[0]
+    for t in range(1, len(w)):  # a frame at a time: half the time of one einsum over the window
+        out += w[t, ..., None] * aligned[t]
+    return out.astype(np.float32, copy=False)
 
 
 def moving_share(analysis: VideoAnalysis, i: int, sources: list[int], centre: int, aligned: np.ndarray,
@@ -131,7 +142,18 @@ def window_input(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
 
     `frame_of` maps a frame index to the full frame (8-bit from the analysis, or float from the
     pipeline); sharpness is the analysis' per-frame Laplacian variance. Other arguments as `fusion_prior`.
+    Each neighbour's positions in frame i's pixels are followed once, for its warp and, where it
+    joins the fusion, its round trip.
     """
-    aligned = [warp_onto(analysis, i, t, frame_of(t), box) for t in sources]
     sharpness = {t: float(analysis.laplacian[t]) for t in set(sources)}
+    trips = {} if trips is None else trips
+    warped: dict[int, np.ndarray] = {}
+    for t in sources:
+        if t in warped:
+            continue
+        there = analysis.positions(i, t, box) if t != i else None
+        warped[t] = warp_onto(analysis, i, t, frame_of(t), box, there)
+        if there is not None and _ratio(sharpness, t, sources[centre]) > 1:
+            round_trip(analysis, i, t, box, trips, there)
+    aligned = [warped[t] for t in sources]
     return np.stack(aligned), fusion_prior(analysis, i, sources, centre, box, aligned, sharpness, trips)
