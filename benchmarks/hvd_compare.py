@@ -5,7 +5,7 @@
 
 For each HVD clip (`real_blur/hvd00N_input.mp4`, no ground truth) it scores the input, the bench
 run's outputs (`videos/hvd00N/*.mkv`: unsharp mask, lucky-frame fusion, SelfHVD, SelfHVD in
-fidelity mode) and the authors'
+fidelity mode; those the run left out are skipped) and the authors'
 output (`real_blur/hvd00N_selfhvd_output.mp4`) with the same metrics against the input: blur
 effect (Crete et al.; lower is sharper), Laplacian variance (higher is sharper), sharp-frame
 agreement (PSNR-Y against the input's nearest selected sharp frame warped onto the frame, on
@@ -61,6 +61,8 @@ def main() -> None:
                   "authors' SelfHVD": args.data / "real_blur" / f"{clip}_selfhvd_output.mp4"}
         sharp = sharpness_timeline(source, progress=False).sharp
         for name, path in videos.items():
+            if not path.exists():  # a method the bench run left out (`--methods`)
+                continue
             s = evaluate_videos(path, source, gt=False, sharp=sharp, progress=False).summary()["all"]
             print(f"| {clip} | {name} | {s['blur_effect']:.3f} | {s['lap_var']:.0f} | {s['agree_out']:.2f} "
                   f"({s['agree_gain']:+.2f}) | {s['drift_px']:.3f} | {s['warp_excess'] * 1e3:.3f} |")
