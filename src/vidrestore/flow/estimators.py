@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,11 +64,12 @@ class FlowEstimator:
         return flow
 
     def flow_pairs(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], size: tuple[int, int] | None = None) -> list[np.ndarray]:
-        """`flow_prepared` of each (a, b) pair, computed by worker threads, one per core up to the
-        number of pairs, each with its own copy of the estimator (OpenCV's estimators keep per-call
-        state and release the GIL while they work). The flows are those computed one at a time;
-        on two cores DIS's own parallelism leaves room that a second pair at once fills."""
-        workers = max(1, min(len(pairs), os.cpu_count() or 1))
+        """`flow_prepared` of each (a, b) pair, computed by worker threads, one per thread OpenCV may use
+        (`cv2.getNumThreads()`: the cores unless set lower) up to the number of pairs, each with its own
+        copy of the estimator (OpenCV's estimators keep per-call state and release the GIL while they
+        work). The flows are those computed one at a time; on two cores DIS's own parallelism leaves
+        room that a second pair at once fills."""
+        workers = max(1, min(len(pairs), cv2.getNumThreads()))
         if workers == 1:
             return [self.flow_prepared(a, b, size) for a, b in pairs]
         while len(self._clones) < workers - 1:
