@@ -24,6 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one core per worker,
     import torch
 
     os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENCV_FOR_THREADS_NUM"] = "1"  # OpenCV's threads (and so `FlowEstimator.flow_pairs`' workers)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
