@@ -12,6 +12,33 @@ from vidrestore.flow import backward_warp, remap, resize_field
 from vidrestore.io.npy_rows import NpyRows
 
 
+def test_a_file_the_disk_cannot_hold_is_refused_when_created(tmp_path, monkeypatch):
+    """Its space is reserved at creation: a full disk says so then (the OSError the CLI reports as a full
+    disk), and no file is left behind. A file that fits has its blocks allocated, not sparse."""
+    import errno
+    import os
+
+    from vidrestore.errors import disk_full
+
+    made = NpyRows.create(tmp_path / "fits.npy", (4, 256, 256), np.float32)
+    made.close()
+    with open(tmp_path / "probe", "wb") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, 4096)
+            reserves = True
+        except OSError:  # a file system that cannot reserve space: the file is sparse there
+            reserves = False
+    assert not reserves or os.stat(tmp_path / "fits.npy").st_blocks * 512 >= 4 * 256 * 256 * 4
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError) as err:
+        NpyRows.create(tmp_path / "big.npy", (300, 1080, 1920, 3), np.uint8)
+    assert disk_full(err.value) and not (tmp_path / "big.npy").exists()
+
+
 def test_round_trip_and_crops_match_numpy(tmp_path):
     ref = np.random.default_rng(0).random((6, 9, 7, 2)).astype(np.float16)
     out = NpyRows.create(tmp_path / "a.npy", ref.shape, ref.dtype)

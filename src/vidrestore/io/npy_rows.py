@@ -8,6 +8,7 @@ same data passes through the kernel's page cache, which is not the process's mem
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -40,12 +41,23 @@ class NpyRows:
 
     @classmethod
     def create(cls, path: str | os.PathLike, shape: tuple[int, ...], dtype: np.dtype | type) -> NpyRows:
-        """A new file of `shape` (zeros, sparse on disk), open for writing."""
+        """A new file of `shape` (zeros), open for writing, its space reserved on disk
+        (`os.posix_fallocate`): a disk that cannot hold it refuses it now (the OSError of a full disk,
+        and no file left), not partway through the job that fills it. Where the file system cannot
+        reserve space, the file is sparse."""
         dtype = np.dtype(dtype)
         with open(path, "wb") as f:
             header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
             np.lib.format.write_array_header_1_0(f, header)
-            f.truncate(f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+            size = f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    f.close()
+                    Path(path).unlink(missing_ok=True)
+                    raise
+            f.truncate(size)
         return cls(path, writable=True)
 
     def __len__(self) -> int:
