@@ -16,7 +16,7 @@ from vidrestore.io.npy_rows import NpyRows
 from vidrestore.selfhvd import AnalysisSettings, analyze_video, select_sharp
 from vidrestore.selfhvd.selection import kept_sharp
 from vidrestore.selfhvd import analysis as analysis_mod
-from vidrestore.selfhvd.window import warp_onto
+from vidrestore.selfhvd.window import warp_onto, window_input
 from vidrestore.synth.handheld import load_labels, synth_handheld
 from vidrestore.synth.shake import ShakeSettings
 
@@ -196,6 +196,26 @@ def test_aligned_neighbour_lands_on_the_centre_frame(analysed):
     centre = analysed.frame(i, box)
     aligned = warp_onto(analysed, i, t, analysed.frames[t], box)
     assert psnr(aligned, centre) > psnr(analysed.frame(t, box), centre) + 3
+
+
+def test_window_aligned_on_worker_threads_is_the_window_aligned_one_frame_at_a_time(analysed, monkeypatch):
+    """The neighbours are warped and their round trips measured on worker threads (four here, whatever the
+    machine): the window, its fusion prior and the kept round trips are those computed one at a time."""
+    i = 4 + int(np.argmin(analysed.laplacian[4:analysed.count - 4]))  # the blurriest: its neighbours join the fusion
+    sources = list(range(i - 4, i + 5))
+    box = (8, analysed.height - 8, 4, analysed.width - 12)
+
+    def window(threads: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        monkeypatch.setattr(cv2, "getNumThreads", lambda: threads)
+        trips: dict = {}
+        aligned, prior = window_input(analysed, i, sources, 4, box, analysed.frames.item, trips)
+        return aligned, prior, trips
+
+    alone, together = window(1), window(4)
+    assert alone[2] and sorted(alone[2]) == sorted(together[2])  # sharper neighbours' round trips
+    assert all(np.array_equal(alone[2][t], together[2][t]) for t in alone[2])
+    assert np.array_equal(alone[0], together[0]) and np.array_equal(alone[1], together[1])
+    assert not np.array_equal(together[0][0], together[0][-1])  # each position holds its own frame
 
 
 def test_analyze_cli_writes_timeline_panel_and_json(shaky, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -11,6 +10,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..io.colour import luma
+from ..util.threads import thread_map, workers_for
 from .warp import resize_field
 
 
@@ -69,9 +69,7 @@ class FlowEstimator:
         copy of the estimator (OpenCV's estimators keep per-call state and release the GIL while they
         work). The flows are those computed one at a time; on two cores DIS's own parallelism leaves
         room that a second pair at once fills."""
-        workers = max(1, min(len(pairs), cv2.getNumThreads()))
-        if workers == 1:
-            return [self.flow_prepared(a, b, size) for a, b in pairs]
+        workers = workers_for(len(pairs))
         while len(self._clones) < workers - 1:
             self._clones.append(_from_config(self.config()))
         estimators = [self, *self._clones[:workers - 1]]
@@ -79,8 +77,7 @@ class FlowEstimator:
         def work(w: int) -> list[np.ndarray]:
             return [estimators[w].flow_prepared(a, b, size) for a, b in pairs[w::workers]]
 
-        with ThreadPoolExecutor(workers, thread_name_prefix="vidrestore-flow") as pool:
-            parts = list(pool.map(work, range(workers)))
+        parts = thread_map(work, range(workers))
         return [parts[n % workers][n // workers] for n in range(len(pairs))]
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..flow import backward_warp
 from ..flow.fusion import DEFAULTS, disagreement, frame_weight, low_luma, neighbour_weight
+from ..util.threads import thread_map
 from .analysis import VideoAnalysis
 
 NO_WEIGHT = -30.0  # log-weight of a frame that must not contribute (exp(-30) ~ 1e-13)
@@ -143,17 +144,22 @@ def window_input(analysis: VideoAnalysis, i: int, sources: list[int], centre: in
     `frame_of` maps a frame index to the full frame (8-bit from the analysis, or float from the
     pipeline); sharpness is the analysis' per-frame Laplacian variance. Other arguments as `fusion_prior`.
     Each neighbour's positions in frame i's pixels are followed once, for its warp and, where it
-    joins the fusion, its round trip.
+    joins the fusion, its round trip; the neighbours are aligned on worker threads (`thread_map`).
     """
     sharpness = {t: float(analysis.laplacian[t]) for t in set(sources)}
     trips = {} if trips is None else trips
-    warped: dict[int, np.ndarray] = {}
-    for t in sources:
-        if t in warped:
-            continue
+    frames = list(dict.fromkeys(sources))
+
+    def align(t: int) -> tuple[np.ndarray, np.ndarray | None]:
         there = analysis.positions(i, t, box) if t != i else None
-        warped[t] = warp_onto(analysis, i, t, frame_of(t), box, there)
-        if there is not None and _ratio(sharpness, t, sources[centre]) > 1:
-            round_trip(analysis, i, t, box, trips, there)
+        warped = warp_onto(analysis, i, t, frame_of(t), box, there)
+        joins = there is not None and t not in trips and _ratio(sharpness, t, sources[centre]) > 1
+        return warped, analysis.round_trip_error(i, t, box, there) if joins else None
+
+    warped: dict[int, np.ndarray] = {}
+    for t, (w, trip) in zip(frames, thread_map(align, frames)):
+        warped[t] = w
+        if trip is not None:
+            trips[t] = trip
     aligned = [warped[t] for t in sources]
     return np.stack(aligned), fusion_prior(analysis, i, sources, centre, box, aligned, sharpness, trips)
