@@ -85,6 +85,22 @@ def test_rscr_replaces_sharp_frames_by_blurry_neighbours(analysed):
     assert degraded > 0
 
 
+@pytest.mark.parametrize("recipe", ["selfhvd", "ren"])
+def test_a_batch_built_on_worker_threads_is_the_batch_built_one_sample_at_a_time(analysed, monkeypatch, recipe):
+    """The random choices are drawn in order on the calling thread and the samples built on worker threads (four
+    here, whatever the machine): for the same seed, the batches are those one thread builds."""
+    def batches(threads: int) -> list[Batch]:
+        monkeypatch.setattr(cv2, "getNumThreads", lambda: threads)
+        s = Sampler([analysed], 2, True, "centre", 64, recipe, np.random.default_rng(3))
+        return [s.batch(5, rscr_prob=0.5) for _ in range(3)]
+
+    alone, together = batches(1), batches(4)
+    for a, b in zip(alone, together):
+        for k, x in vars(a).items():
+            assert (x is None and vars(b)[k] is None) or np.array_equal(x, vars(b)[k]), k
+    assert not np.array_equal(together[0].inputs[0], together[0].inputs[1])  # each sample its own crop
+
+
 def test_background_loaders_draw_distinct_batches_and_follow_the_rscr_switch(analysed):
     batches, rscr = loader_batches(Sampler([analysed], 2, True, "centre", 64, "selfhvd", np.random.default_rng(0)), 3, 2, [0, 0, 0])
     first = [next(batches) for _ in range(4)]

@@ -31,6 +31,7 @@ import torch
 
 from ..metrics.blur import laplacian_variance
 from ..synth.kernels import random_motion_kernel
+from ..util.threads import thread_map
 from .analysis import VideoAnalysis
 from .window import fusion_prior, warp_onto, window_input
 
@@ -59,6 +60,19 @@ class Batch:
     label: np.ndarray
     mask: np.ndarray
     coverage: np.ndarray
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One sample's random choices: the video, the centre frame, the crop's box (y0, y1, x0, x1), the
+    window's frames, what each position shows after RSCR, and Ren et al.'s blur kernel of each position."""
+
+    video: int
+    centre: int
+    box: tuple[int, int, int, int]
+    window: list[int]
+    sources: list[int]
+    kernels: list[np.ndarray]
 
 
 def window_indices(i: int, radius: int, count: int) -> list[int]:
@@ -106,10 +120,6 @@ class Sampler:
         x0 = int(self.rng.integers(0, a.width - cw + 1))
         return y0, y0 + ch, x0, x0 + cw
 
-    def _blur(self, img: np.ndarray) -> np.ndarray:
-        k = random_motion_kernel(self.rng, self.kernel_length)
-        return cv2.filter2D(img, -1, k, borderType=cv2.BORDER_REFLECT)
-
     def _rscr(self, a: VideoAnalysis, idx: list[int], rscr_prob: float) -> list[int]:
         """The window's sources after Random Sharp Clues Removal."""
         sources = list(idx)
@@ -126,24 +136,33 @@ class Sampler:
             return window_input(a, i, sources, self.radius, box, a.frames.item)
         return np.stack([warp_onto(a, t, u, a.frames.item(u), box) for t, u in zip(idx, sources)]), None
 
-    def sample(self, rscr_prob: float = 0.0) -> dict:
+    def draw(self, rscr_prob: float = 0.0) -> Draw:
+        """The random choices of one sample, drawn from the sampler's generator in a fixed order."""
         v = int(self.rng.choice(len(self.analyses), p=self.weights))
         a = self.analyses[v]
         i = int(self.rng.choice(self.centres[v]))
         box = self._box(a)
         idx = window_indices(i, self.radius, a.count)
+        kernels, sources = [], idx
+        if self.recipe == "ren":
+            kernels = [random_motion_kernel(self.rng, self.kernel_length) for _ in idx]
+        elif rscr_prob > 0:
+            sources = self._rscr(a, idx, rscr_prob)
+        return Draw(v, i, box, idx, sources, kernels)
+
+    def build(self, d: Draw) -> dict:
+        """The arrays of the sample `d` describes (no randomness: samples can be built on any thread)."""
+        a, i, box, idx = self.analyses[d.video], d.centre, d.box, d.window
         clean, clean_prior = self._inputs(a, i, idx, idx, box)
         inputs, prior, degraded = clean, clean_prior, False
         if self.recipe == "ren":
-            inputs = np.stack([self._blur(x) for x in clean])
+            inputs = np.stack([cv2.filter2D(x, -1, k, borderType=cv2.BORDER_REFLECT) for x, k in zip(clean, d.kernels)])
             if self.aligned_input:
                 sharpness = {t: laplacian_variance(x) for t, x in zip(idx, inputs)}
                 prior = fusion_prior(a, i, idx, self.radius, box, list(inputs), sharpness)
-        elif rscr_prob > 0:
-            sources = self._rscr(a, idx, rscr_prob)
-            if sources != idx:
-                inputs, prior = self._inputs(a, i, idx, sources, box)
-                degraded = True
+        elif d.sources != idx:
+            inputs, prior = self._inputs(a, i, idx, d.sources, box)
+            degraded = True
         targets = [i] if self.outputs == "centre" else idx
         labels, masks, cover = [], [], []
         for t in targets:
@@ -162,8 +181,12 @@ class Sampler:
             out["next_flow"], out["prev_flow"] = a.consecutive_flows(box, idx)
         return out
 
+    def sample(self, rscr_prob: float = 0.0) -> dict:
+        return self.build(self.draw(rscr_prob))
+
     def batch(self, size: int, rscr_prob: float = 0.0) -> Batch:
-        samples = [self.sample(rscr_prob) for _ in range(size)]
+        draws = [self.draw(rscr_prob) for _ in range(size)]
+        samples = thread_map(self.build, draws)  # NumPy and OpenCV on small crops: most of it one core's work
         chw = lambda x: np.ascontiguousarray(np.moveaxis(x, -1, -3))  # noqa: E731 - (..., h, w, c) -> (..., c, h, w)
         stack = lambda k: chw(np.stack([s[k] for s in samples]))  # noqa: E731
         clean = clean_prior = None

@@ -10,8 +10,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import threading
+
 import cv2
 
+PREFIX = "vidrestore-work"
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -22,10 +25,12 @@ def workers_for(n: int) -> int:
 
 
 def thread_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """`[fn(x) for x in items]`, computed on `workers_for(len(items))` threads (in the caller's thread when that
-    is 1); results in the items' order, the first exception re-raised."""
+    """`[fn(x) for x in items]`, computed on `workers_for(len(items))` threads; results in the items' order, the
+    first exception re-raised. In the caller's thread when that is 1 or when the caller is itself one of these
+    workers: pools within pools only compete for the same cores (README, "Speed": training crops built a
+    sample per thread, and each sample's frames on threads too)."""
     workers = workers_for(len(items))
-    if workers == 1:
+    if workers == 1 or threading.current_thread().name.startswith(PREFIX):
         return [fn(x) for x in items]
-    with ThreadPoolExecutor(workers, thread_name_prefix="vidrestore-work") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix=PREFIX) as pool:
         return list(pool.map(fn, items))
