@@ -40,6 +40,7 @@ flow, full mask); frames of a video without sharp frames have no label (partner 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -89,6 +90,15 @@ def detail_factor(frames: Iterable[np.ndarray], max_factor: int) -> int:
             break
         best = f
     return best
+
+
+@functools.lru_cache(maxsize=4)
+def pixel_grid(box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of every pixel of `box` = (y0, y1, x0, x1), float32 and read-only: rendering a frame
+    follows each of its neighbours from the same grid."""
+    ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
 
 
 def to_size(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -240,7 +250,7 @@ class VideoAnalysis:
         """Where the box's pixels of frame i lie in frame t (`follow` from the pixel grid): what `flow_to`
         and `round_trip_error` start from, computed once when a caller needs both."""
         box = box or (0, self.height, 0, self.width)
-        ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+        ys, xs = pixel_grid(box)
         return self.follow(xs, ys, i, t)
 
     def flow_to(self, i: int, t: int, box: tuple[int, int, int, int] | None = None,
@@ -248,7 +258,7 @@ class VideoAnalysis:
         """Flow i -> t at full resolution within `box`, composed from consecutive flows (`follow`);
         `there`: its `positions`, when already computed."""
         box = box or (0, self.height, 0, self.width)
-        ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+        ys, xs = pixel_grid(box)
         px, py = there if there is not None else self.follow(xs, ys, i, t)
         return np.stack([px - xs, py - ys], axis=-1)
 
@@ -257,7 +267,7 @@ class VideoAnalysis:
         """||p - back(forth(p))|| in pixels for the box's pixels of frame i, going to frame t and back; inf out of
         view. `there`: forth(p), the `positions` of the box's pixels in frame t, when already computed."""
         box = box or (0, self.height, 0, self.width)
-        ys, xs = np.mgrid[box[0]:box[1], box[2]:box[3]].astype(np.float32)
+        ys, xs = pixel_grid(box)
         qx, qy = there if there is not None else self.follow(xs, ys, i, t)
         rx, ry = self.follow(qx, qy, t, i)
         err = np.hypot(rx - xs, ry - ys)
