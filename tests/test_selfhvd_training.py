@@ -156,6 +156,13 @@ def test_training_is_reproducible_for_a_seed(analysed):
     assert not all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(c)))
 
 
+def test_training_on_the_cpu_keeps_freed_memory_for_the_next_step(analysed, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train_mod, "reuse_freed_memory", lambda: calls.append(True) or True)
+    train([analysed], TrainSettings(**TINY), Budget(steps=1), device="cpu", progress=False)
+    assert calls, "each step's activations would be fresh mappings the kernel faults in (util.memory)"
+
+
 def test_interrupted_training_resumes_to_the_same_model(analysed, tmp_path, monkeypatch):
     settings = TrainSettings(**TINY, stage1_share=0.5)
     whole, info = train([analysed], settings, Budget(steps=6), progress=False)

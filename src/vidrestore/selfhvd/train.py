@@ -50,6 +50,7 @@ from torch import nn
 
 from ..errors import VidrestoreError
 from ..models import create_model
+from ..util.memory import reuse_freed_memory
 from ..util.progress import progress_bar
 from . import ddp
 from .analysis import VideoAnalysis
@@ -267,6 +268,8 @@ def train(analyses: list[VideoAnalysis], settings: TrainSettings = TrainSettings
         raise VidrestoreError(f"training set for {settings.processes} processes runs in {ddp.world()} "
                               "(start it with `vidrestore train --nproc N` or under torchrun)")
     device = torch.device(device)
+    if device.type == "cpu":  # a step's activations and gradients: stop faulting in fresh pages for each (util.memory)
+        reuse_freed_memory()
     torch.manual_seed(settings.seed)
     model = copy.deepcopy(init) if init is not None else create_model(settings.model, **settings.model_config)
     model.to(device, memory_format=torch.channels_last).train()  # about 20 % faster per step on CPU
