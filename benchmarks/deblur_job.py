@@ -1,6 +1,7 @@
 """The whole `deblur` job at its defaults: time per phase, projected to 10 s of 720p, and peak memory.
 
     OMP_NUM_THREADS=1 python benchmarks/deblur_job.py [--frames 30] [--device auto|cpu|cuda] [--memory-only | --time-only]
+    python benchmarks/deblur_job.py --input ../shared/data/real_blur/imageio_cockatoo_handheld.mp4
 
 Issue 17 asks for the whole job (analysis, adaptation, rendering) on 10 s of 1280x720 at 30 fps
 in at most 10 minutes on the 2-core machine, and for peak memory at most 4 GB at 2048x1152, flat
@@ -14,7 +15,9 @@ in the video's length. Runs, each in a fresh process (peak RSS is the process's)
   length.
 
 The clips are `synth handheld` shake of the shared dog footage (a generated scene when it is
-absent), made once per run in a temporary folder.
+absent), made once per run in a temporary folder. `--input CLIP` times the job on a real clip
+instead (every frame; the only run): real footage sends more frames through the network than the
+synthesized clips, whose projection it checks.
 """
 
 from __future__ import annotations
@@ -67,9 +70,9 @@ def anonymous_peak() -> list[float]:
     return peak
 
 
-def job(folder: str, frames: int, scale: float, device: str, queue: mp.Queue) -> None:
-    """One deblur job on a fresh clip, in its own process; puts (phases, seconds, peak RSS and peak
-    anonymous memory in MB, fallback) on `queue`."""
+def job(folder: str, frames: int, scale: float, device: str, queue: mp.Queue, given: str | None = None) -> None:
+    """One deblur job on a fresh clip (or on `given`, with a fresh work folder), in its own process; puts
+    (phases, seconds, peak RSS and peak anonymous memory in MB, fallback) on `queue`."""
     from vidrestore.errors import VidrestoreError
     from vidrestore.io import EncodeSettings
     from vidrestore.selfhvd.deblur import deblur
@@ -79,7 +82,7 @@ def job(folder: str, frames: int, scale: float, device: str, queue: mp.Queue) ->
     root = Path(folder)
     anon = anonymous_peak()
     clip = None
-    for blur in (1.0, 0.7, 0.5):  # blur grows with the frame size; a short clip may not reach the sharp share
+    for blur in () if given else (1.0, 0.7, 0.5):  # blur grows with the frame size; a short clip may not reach the sharp share
         for seed in range(1, 6):
             try:
                 clip = synth_handheld(source(root, frames), root / "clip", ShakeSettings(seed=seed, blur_strength=blur),
@@ -89,10 +92,10 @@ def job(folder: str, frames: int, scale: float, device: str, queue: mp.Queue) ->
                 continue
         if clip is not None:
             break
-    if clip is None:
+    if clip is None and not given:
         raise SystemExit(f"no shake plan reaches the default sharp share on {frames} frames at scale {scale}")
     t = time.perf_counter()
-    report = deblur(clip.blurry, root / "out.mkv", encode=EncodeSettings("ffv1"), device=device,
+    report = deblur(given or clip.blurry, root / "out.mkv", encode=EncodeSettings("ffv1"), device=device,
                     work_dir=root / "work", progress=False)
     total = time.perf_counter() - t
     phases = {"training": float(report.training["train_seconds"]) if report.training else 0.0,
@@ -102,11 +105,11 @@ def job(folder: str, frames: int, scale: float, device: str, queue: mp.Queue) ->
     queue.put((phases, total, peak, anon[0], report.fallback))
 
 
-def run(frames: int, scale: float, device: str) -> tuple[dict[str, float], float, float]:
+def run(frames: int, scale: float, device: str, given: str | None = None) -> tuple[dict[str, float], float, float]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
-        p = ctx.Process(target=job, args=(tmp, frames, scale, device, queue))
+        p = ctx.Process(target=job, args=(tmp, frames, scale, device, queue, given))
         p.start()
         p.join()
         if p.exitcode != 0:
@@ -121,15 +124,21 @@ def main() -> None:
     only = ap.add_mutually_exclusive_group()
     only.add_argument("--memory-only", action="store_true", help="only the two 2048x1152 runs (peak memory)")
     only.add_argument("--time-only", action="store_true", help="only the 1280x720 run and its projection")
+    only.add_argument("--input", help="time the job on this clip instead (all its frames)")
     args = ap.parse_args()
     print(f"\n`deblur` at its defaults, device {args.device}, load average {os.getloadavg()[0]:.1f} at the start\n")
     print("| size | frames | analysis s | training s | render s | whole job s | peak RSS MB | peak anonymous MB |\n"
           "|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = [("1280x720", 1.0, args.frames), ("2048x1152", 1.6, args.frames), ("2048x1152", 1.6, 2 * args.frames)]
     rows = rows[1:] if args.memory_only else rows[:1] if args.time_only else rows
+    if args.input:
+        from vidrestore.io import probe
+
+        info = probe(args.input)
+        rows, args.frames = [(f"{info.width}x{info.height} ({Path(args.input).stem})", 1.0, info.frame_count)], info.frame_count
     results = []
     for size, scale, frames in rows:
-        phases, total, peak, anon, fallback = run(frames, scale, args.device)
+        phases, total, peak, anon, fallback = run(frames, scale, args.device, args.input)
         render = sum(v for k, v in phases.items() if k not in ("analysis", "training"))
         results.append((phases, total, render))
         training = "fell back to lucky-frame fusion" if fallback else f"{phases['training']:.0f}"
@@ -140,7 +149,7 @@ def main() -> None:
     phases, total, render = results[0]
     per_frame = (phases["analysis"] + render) / args.frames
     projected = phases["training"] + per_frame * TARGET_FRAMES
-    print(f"\nprojected whole job on {TARGET_FRAMES} frames of 1280x720: {projected / 60:.1f} min "
+    print(f"\nprojected whole job on {TARGET_FRAMES} frames of {rows[0][0]}: {projected / 60:.1f} min "
           f"(training {phases['training']:.0f} s, then {per_frame:.2f} s per frame of analysis and rendering)")
 
 if __name__ == "__main__":
