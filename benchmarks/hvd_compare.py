@@ -2,10 +2,12 @@
 
     vidrestore bench benchmarks/suites/selfhvd-real.toml -o bench-results/selfhvd-real --keep-videos
     python benchmarks/hvd_compare.py bench-results/selfhvd-real [--data ../shared/data]
+    vidrestore bench benchmarks/suites/selfhvd-phones.toml -o bench-results/selfhvd-phones --keep-videos
+    python benchmarks/hvd_compare.py bench-results/selfhvd-phones
 
-For each HVD clip (`real_blur/hvd00N_input.mp4`, no ground truth) it scores the input, the bench
-run's outputs (`videos/hvd00N/*.mkv`: unsharp mask, lucky-frame fusion, SelfHVD, SelfHVD in
-fidelity mode; those the run left out are skipped) and the authors'
+For each real clip of the bench run (no ground truth; `results.json` names its source) it scores
+the input, the run's outputs (`videos/CLIP/*.mkv`: unsharp mask, lucky-frame fusion, SelfHVD,
+SelfHVD in fidelity mode; those the run left out are skipped) and, for the HVD clips, the authors'
 output (`real_blur/hvd00N_selfhvd_output.mp4`) with the same metrics against the input: blur
 effect (Crete et al.; lower is sharper), Laplacian variance (higher is sharper), sharp-frame
 agreement (PSNR-Y against the input's nearest selected sharp frame warped onto the frame, on
@@ -17,6 +19,7 @@ the same crop of one frame from the input, our output and theirs, side by side (
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import cv2
@@ -53,12 +56,15 @@ def main() -> None:
     print("| clip | video | blur effect | Laplacian var | sharp-frame agreement dB (gain) | drift px vs input | "
           "warp excess x1e3 |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for clip in ("hvd002", "hvd004"):
-        source = args.data / "real_blur" / f"{clip}_input.mp4"
+    clips = [c for c in json.loads((args.results / "results.json").read_text())["clips"] if not c["has_gt"]]
+    for c in clips:
+        clip, source = c["name"], Path(c["source"])
         runs = args.results / "videos" / clip
+        authors = args.data / "real_blur" / source.name.replace("_input.", "_selfhvd_output.")
         videos = {"input": source, "unsharp mask": runs / "unsharp.mkv", "lucky-frame fusion": runs / "lucky.mkv",
-                  "vidrestore SelfHVD": runs / f"{METHOD}.mkv", "vidrestore --fidelity": runs / f"{FIDELITY}.mkv",
-                  "authors' SelfHVD": args.data / "real_blur" / f"{clip}_selfhvd_output.mp4"}
+                  "vidrestore SelfHVD": runs / f"{METHOD}.mkv", "vidrestore --fidelity": runs / f"{FIDELITY}.mkv"}
+        if authors.name != source.name:  # an HVD clip
+            videos["authors' SelfHVD"] = authors
         sharp = sharpness_timeline(source, progress=False).sharp
         for name, path in videos.items():
             if not path.exists():  # a method the bench run left out (`--methods`)
@@ -67,7 +73,8 @@ def main() -> None:
             print(f"| {clip} | {name} | {s['blur_effect']:.3f} | {s['lap_var']:.0f} | {s['agree_out']:.2f} "
                   f"({s['agree_gain']:+.2f}) | {s['drift_px']:.3f} | {s['warp_excess'] * 1e3:.3f} |")
         out = args.results / f"{clip}_crop.png"
-        crop_panel({k: videos[k] for k in ("input", "vidrestore SelfHVD", "authors' SelfHVD")}, 10, out)
+        shown = ("input", "vidrestore SelfHVD", "authors' SelfHVD")
+        crop_panel({k: videos[k] for k in shown if k in videos and videos[k].exists()}, 10, out)
         print(f"|  | crop of frame 10: {out} | | | | |")
 
 
