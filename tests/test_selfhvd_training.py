@@ -475,6 +475,37 @@ class _PastesSharperNeighbours(torch.nn.Module):
         return ((frames * w).sum(1) / w.sum(1))[:, None]
 
 
+class _BlendsMisaligned(torch.nn.Module):
+    """A window network at its worst on footage whose neighbours cannot be aligned to the pixel: the
+    frame averaged with itself shifted by 2 px (what a blend of misaligned sharper neighbours gives)."""
+
+    aligned_input, outputs, multiple, radius = True, "centre", 8, 4
+
+    def forward(self, frames, next_flow=None, prev_flow=None, prior=None):
+        centre = frames[:, 4]
+        return ((centre + torch.roll(centre, (2, 2), (-2, -1))) / 2)[:, None]
+
+
+def test_a_frame_the_network_would_make_blurrier_is_passed_through(tmp_path):
+    """`infer.never_blurrier`: every blurry frame of the clip goes through a network that blurs it, and
+    comes out as it went in (README: SelfHVD, real phone footage); the sharpening network of the test
+    below still changes them."""
+    from conftest import moving_square_clip
+    from vidrestore.io import read_frames
+    from vidrestore.pipeline import restore
+    from vidrestore.selfhvd import infer
+
+    clip, _ = moving_square_clip(tmp_path)
+    a = analyze_video(clip.blurry, work_dir=tmp_path / "w", progress=False)
+    for net, name in ((_BlendsMisaligned(), "blurs.mkv"), (_PastesSharperNeighbours(), "pastes.mkv")):
+        restore(clip.blurry, tmp_path / name, [infer.DeblurStage(net, a, torch.device("cpu"))], EncodeSettings("ffv1"),
+                work_dir=tmp_path / "w", progress=False)
+    changed = {name: [not np.array_equal(f.rgb, g.rgb) for f, g in zip(read_frames(clip.blurry), read_frames(tmp_path / name))]
+               for name in ("blurs.mkv", "pastes.mkv")}
+    assert not any(changed["blurs.mkv"])
+    assert sum(changed["pastes.mkv"]) >= 8, changed
+
+
 def test_moving_object_guard_holds_a_network_that_pastes_other_moments(tmp_path, monkeypatch):
     """The guard (`infer.guard_moving`, `window.moving_share`) without training in the way: on the moving
     square clip, a network that pastes the sharper neighbours everywhere loses 6 dB around the square

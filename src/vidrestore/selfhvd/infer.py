@@ -6,7 +6,8 @@ analysis' consecutive flows, and the fusion prior, `vidrestore.selfhvd.window`; 
 models: frames in place with their flows), and runs the network over the full-resolution frame
 in overlapping tiles (`vidrestore.models.tiling`). A window network's output is then pulled
 towards its fusion prior where sharper neighbours disagree strongly with the frame or lose
-their forward-backward round trip (`guard_moving`).
+their forward-backward round trip (`guard_moving`), and an output less sharp than its input
+frame is replaced by the frame (`never_blurrier`).
 The output of frame i depends only on its window, so the pipeline can resume mid-video. (A
 recurrent model therefore runs over the whole window of every frame, 2k+1 frames per output.)
 """
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..metrics.blur import laplacian_variance
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE, run_tiled
 from ..pipeline import Stage, Window
 from ..util.memory import reuse_freed_memory
@@ -98,6 +100,15 @@ def guard_moving(restored: np.ndarray, fusion: np.ndarray, share: np.ndarray) ->
     return restored + m * (fusion - restored)
 
 
+def never_blurrier(frame: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """`restored`, unless it is less sharp than `frame` by the measure the sharp frames are selected by
+    (Laplacian variance of the luma at half size): then `frame` itself (issue 17: never worse than the
+    input). Where the frames move by tens of pixels (handheld phone footage at 15 fps), the flows
+    misalign the sharper neighbours by a pixel or more, and their blend with the frame is blurrier than
+    any of them; the network trained on labels aligned the same way inherits that blur."""
+    return restored if laplacian_variance(restored, 0.5) >= laplacian_variance(frame, 0.5) else frame
+
+
 class DeblurStage(Stage):
     """Windowed stage running a trained deblurring network (`vidrestore deblur`).
 
@@ -105,6 +116,7 @@ class DeblurStage(Stage):
     network learnt from, and a network that alters them (SEVD trains it to sharpen beyond its
     labels) can only move them away from themselves. The exception is a selected frame with a
     clearly sharper frame in its window, which still has blur to remove (`selection.kept_sharp`).
+    A frame the network would make less sharp is passed through too (`never_blurrier`).
 
     When the analysis works at a smaller size than the frames (`AnalysisSettings.max_downscale`), the
     window is brought to that size, and the network's change is upscaled onto the full frame
@@ -133,7 +145,8 @@ class DeblurStage(Stage):
     def config(self) -> dict:
         return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
                 "sharp_frames": f"kept unless {SHARPER_NEIGHBOUR}x sharper within the window",
-                "moving_guard": {"smoothing": GUARD_SIGMA, "counts": f"disagreement, round trip missing by {LOST_PX} px"}}
+                "moving_guard": {"smoothing": GUARD_SIGMA, "counts": f"disagreement, round trip missing by {LOST_PX} px"},
+                "never_blurrier": "laplacian variance at half size"}
 
     def process(self, window: Window) -> np.ndarray:
         if self.kept[window.index]:  # a sharp frame is its own best estimate
@@ -141,4 +154,4 @@ class DeblurStage(Stage):
         small = [to_size(f.rgb, self.analysis.size) for f in window.frames]
         restored = restore_frame(self.model, self.analysis, small, [f.index for f in window.frames],
                                  window.center, self.device, self.tile, self.margin)
-        return add_change(window.frame.rgb, small[window.center], restored)
+        return add_change(window.frame.rgb, small[window.center], never_blurrier(small[window.center], restored))
