@@ -126,16 +126,20 @@ def main() -> None:
     only.add_argument("--time-only", action="store_true", help="only the 1280x720 run and its projection")
     only.add_argument("--input", help="time the job on this clip instead (all its frames)")
     args = ap.parse_args()
-    print(f"\n`deblur` at its defaults, device {args.device}, load average {os.getloadavg()[0]:.1f} at the start\n")
-    print("| size | frames | analysis s | training s | render s | whole job s | peak RSS MB | peak anonymous MB |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = [("1280x720", 1.0, args.frames), ("2048x1152", 1.6, args.frames), ("2048x1152", 1.6, 2 * args.frames)]
     rows = rows[1:] if args.memory_only else rows[:1] if args.time_only else rows
     if args.input:
+        from vidrestore.errors import VidrestoreError
         from vidrestore.io import probe
 
-        info = probe(args.input)
+        try:
+            info = probe(args.input)
+        except VidrestoreError as e:
+            raise SystemExit(f"deblur_job: {e}") from None
         rows, args.frames = [(f"{info.width}x{info.height} ({Path(args.input).stem})", 1.0, info.frame_count)], info.frame_count
+    print(f"\n`deblur` at its defaults, device {args.device}, load average {os.getloadavg()[0]:.1f} at the start\n")
+    print("| size | frames | analysis s | training s | render s | whole job s | peak RSS MB | peak anonymous MB |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     results = []
     for size, scale, frames in rows:
         phases, total, peak, anon, fallback = run(frames, scale, args.device, args.input)
