@@ -13,7 +13,10 @@ import pytest
 from conftest import one_line_error, psnr, run_cli
 from vidrestore.io import EncodeSettings, VideoReader
 from vidrestore.selfhvd import analyze_video
-from vidrestore.selfhvd.deblur import deblur
+from vidrestore.flow.fusion import blurrier
+from vidrestore.selfhvd import AnalysisSettings
+from vidrestore.selfhvd.deblur import analysis_settings, deblur
+from vidrestore.selfhvd.fidelity import FidelityStage, frame_sources, fuse
 from vidrestore.selfhvd.selection import kept_sharp
 from vidrestore.selfhvd.window import warp_onto
 from vidrestore.synth.handheld import synth_handheld
@@ -63,9 +66,10 @@ def test_output_frames_are_recomputed_from_the_listed_sources_and_weights(fideli
     for e in listing:
         i, sources, weights = e["frame"], e["sources"], e["weights"]
         assert sources[0] == i and weights[0] == 1.0
-        if len(sources) == 1:  # kept: the selected sharp frames without a clearly sharper neighbour, exactly
-            assert kept[i]
-            assert np.abs(outputs[i] - inputs[i]).max() <= 0.5 / 255 + 1e-6
+        if len(sources) == 1:  # kept (the selected sharp frames without a clearly sharper neighbour) or passed
+            assert np.abs(outputs[i] - inputs[i]).max() <= 0.5 / 255 + 1e-6   # through (the fusion would blur it)
+            candidates = frame_sources(a, i)
+            assert kept[i] or blurrier(inputs[i], fuse(a, i, candidates, inputs.__getitem__)), i
             continue
         assert not kept[i]
         low = _luma_low(inputs[i])
@@ -116,6 +120,36 @@ def test_fidelity_does_not_paste_a_moving_object(tmp_path):
     mean = moving_square_scores(clip, place, tmp_path / "out.mkv")
     assert mean["out"] >= mean["in"] + 0.03, mean
     assert mean["out_all"] > mean["in_all"] + 1.0, mean
+
+
+def test_a_frame_the_fusion_would_blur_is_passed_through_and_listed_as_its_own_source(sharp_video, tmp_path, monkeypatch):
+    """`fusion.never_blurrier` in fidelity mode: with a fusion that blurs (a Gaussian over it, as a blend of
+    neighbours misaligned by a pixel or two gives), every frame comes out as it went in and the listing says
+    so; the decisions outlive the run (a resumed job lists the frames an earlier run rendered), and without
+    them the listing renders the frames again to decide."""
+    from vidrestore.selfhvd import fidelity
+
+    clip = synth_handheld(sharp_video, tmp_path / "clip", ShakeSettings(seed=4, blur_strength=2.0), frames=12, progress=False)
+    work = tmp_path / "w"
+    fusion = fidelity.fuse
+    honest = deblur(clip.blurry, tmp_path / "fused.mkv", fidelity=True, encode=EncodeSettings("ffv1"), work_dir=work,
+                    progress=False).sources
+    assert sum(len(s) > 1 for s in honest) >= 3
+    monkeypatch.setattr(fidelity, "fuse", lambda a, i, sources, frame_of: cv2.GaussianBlur(fusion(a, i, sources, frame_of), (0, 0), 1.5))
+    a = analyze_video(clip.blurry, analysis_settings(AnalysisSettings(), True, None), work_dir=work, progress=False)
+    for record in (a.dir / "fidelity-r4").iterdir():
+        record.unlink()
+    report = deblur(clip.blurry, tmp_path / "out.mkv", fidelity=True, encode=EncodeSettings("ffv1"), work_dir=work, progress=False)
+    assert report.sources == [[(i, 1.0)] for i in range(len(honest))]
+    assert all(np.array_equal(f, g) for f, g in zip(_frames(clip.blurry), _frames(tmp_path / "out.mkv")))
+    for record in (a.dir / "fidelity-r4").iterdir():
+        record.unlink()
+    assert FidelityStage(a).sources(clip.blurry) == report.sources   # rendered again to decide
+    monkeypatch.undo()
+    assert FidelityStage(a).sources(clip.blurry) == report.sources   # the decisions it recorded
+    for record in (a.dir / "fidelity-r4").iterdir():
+        record.unlink()
+    assert FidelityStage(a).sources(clip.blurry) == honest
 
 
 def test_fidelity_refuses_a_model(sharp_video, tmp_path):

@@ -86,3 +86,33 @@ def test_lucky_uses_a_repeated_edge_frame_once():
     narrow = [f.rgb for f in apply_stage(create_stage("lucky:radius=1"), _frames(video))]
     assert not np.array_equal(wide[1], video[1])
     assert np.allclose(wide[1], narrow[1], atol=1e-6)
+
+
+def test_lucky_passes_through_a_frame_its_misaligned_neighbours_would_blur(monkeypatch):
+    """`fusion.never_blurrier`: a mildly blurred frame whose sharper neighbours arrive misaligned (each
+    warped neighbour averaged with itself shifted by a pixel, as flows off by a pixel or two leave them
+    on shaky phone footage) would come out blurrier than it went in; it is passed through as it is."""
+    from vidrestore.flow.fusion import blurrier
+    from vidrestore.restoration import lucky
+
+    scene = _scene(1)
+    truth = [scene[10 + i: 138 + i, 10 + 2 * i: 202 + 2 * i].copy() for i in range(7)]
+    video = list(truth)
+    video[3] = _motion_blur(truth[3], 3)
+    warp = lucky.backward_warp
+
+    def misaligned(frame, flow, **kw):
+        warped, valid = warp(frame, flow, **kw)
+        return (warped + np.roll(warped, (1, 1), (0, 1))) / 2, valid
+
+    monkeypatch.setattr(lucky, "backward_warp", misaligned)
+    monkeypatch.setattr(lucky, "never_blurrier", lambda frame, restored: restored)
+    blended = [f.rgb for f in apply_stage(create_stage("lucky"), _frames(video))]
+    assert blurrier(video[3], blended[3])   # what the rule guards against
+    monkeypatch.undo()
+    monkeypatch.setattr(lucky, "backward_warp", misaligned)
+    out = [f.rgb for f in apply_stage(create_stage("lucky"), _frames(video))]
+    assert np.array_equal(out[3], video[3])
+    monkeypatch.undo()
+    aligned = [f.rgb for f in apply_stage(create_stage("lucky"), _frames(video))]
+    assert not blurrier(video[3], aligned[3]) and not np.array_equal(aligned[3], video[3])

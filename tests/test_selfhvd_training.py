@@ -487,7 +487,7 @@ class _BlendsMisaligned(torch.nn.Module):
 
 
 def test_a_frame_the_network_would_make_blurrier_is_passed_through(tmp_path):
-    """`infer.never_blurrier`: every blurry frame of the clip goes through a network that blurs it, and
+    """`fusion.never_blurrier`: every blurry frame of the clip goes through a network that blurs it, and
     comes out as it went in (README: SelfHVD, real phone footage); the sharpening network of the test
     below still changes them."""
     from conftest import moving_square_clip

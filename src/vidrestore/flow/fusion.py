@@ -2,7 +2,8 @@
 
 `vidrestore.restoration.lucky` blends each frame with its sharper aligned neighbours by these
 weights; `vidrestore.selfhvd.window` gives their logarithm to the window network as its prior.
-The formula and why it is so: `vidrestore.restoration.lucky`.
+The formula and why it is so: `vidrestore.restoration.lucky`. Every frame the fusion stage, fidelity
+mode or the network would leave less sharp than it was is passed through (`never_blurrier`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..io.colour import luma
+from ..metrics.blur import laplacian_variance
 
 
 DEFAULTS = {"power": 3.0, "strength": 4.0, "sensitivity": 0.01, "compare_sigma": 1.5, "spread": 13, "spread_above": 0.06}
@@ -66,3 +68,17 @@ def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, v
     if w == 0:
         return np.zeros(centre_low.shape, np.float32)
     return (w * trust(centre_low, warped, visible, sensitivity, compare_sigma)).astype(np.float32)
+
+
+def blurrier(frame: np.ndarray, restored: np.ndarray) -> bool:
+    """Whether `restored` is less sharp than `frame` by the measure the sharp frames are selected by
+    (Laplacian variance of the luma at half size). Where the frames move by tens of pixels (handheld
+    phone footage at 15 fps), the flows misalign the sharper neighbours by a pixel or more, and their
+    blend with the frame is blurrier than any of them; a network trained on labels aligned the same
+    way inherits that blur."""
+    return laplacian_variance(restored, 0.5) < laplacian_variance(frame, 0.5)
+
+
+def never_blurrier(frame: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """`restored`, unless it is `blurrier` than `frame`: then `frame` itself (issue 17: never worse than the input)."""
+    return frame if blurrier(frame, restored) else restored

@@ -17,7 +17,9 @@ factor is WeightingDeblurer's photometric agreement, computed on Gaussian-blurre
 the blur difference itself does not count as disagreement; a strong disagreement is first
 spread over its 13x13 neighbourhood (`vidrestore.flow.fusion.trust`), so that an object that
 moved between the frames is not pasted in where its pixels agree by chance. The output is
-(x_i + sum_j w_j x_j->i) / (1 + sum_j w_j); the sharpest frame of its window stays unchanged.
+(x_i + sum_j w_j x_j->i) / (1 + sum_j w_j); the sharpest frame of its window stays unchanged, and so
+does a frame the blend would leave less sharp than it was (`fusion.never_blurrier`: neighbours
+misaligned by a pixel or two blend into blur).
 
 Two departures from WeightingDeblurer, both chosen by measurement on synthetic handheld clips
 (the README's "Measured design choices" gives the figures): it weights by the plain ratio
@@ -36,7 +38,7 @@ import numpy as np
 
 from ..errors import VidrestoreError
 from ..flow import backward_warp, create_flow, occlusion_mask
-from ..flow.fusion import low_luma, neighbour_weight
+from ..flow.fusion import low_luma, neighbour_weight, never_blurrier
 from ..metrics.blur import laplacian_variance
 from ..pipeline import Stage, Window, register_stage
 
@@ -95,7 +97,7 @@ class LuckyFusion(Stage):
                                  self.power, self.strength, self.sensitivity, self.compare_sigma)
             acc += w[..., None] * warped
             wsum += w
-        return np.clip(acc / wsum[..., None], 0.0, 1.0)
+        return never_blurrier(x, np.clip(acc / wsum[..., None], 0.0, 1.0))
 
 
 @register_stage("lucky")

@@ -167,13 +167,13 @@ def deblur(
     a = analyze_video(src, analysis_settings(analysis, fidelity, model), work_dir=work_dir, progress=progress)
     stage, training, fallback = deblur_stage(a, given, Path(model).name if model else None, budget, settings, fidelity=fidelity,
                                              device=dev, tile=tile, margin=margin, work_dir=work_dir, progress=progress)
-    sources = stage.sources() if isinstance(stage, FidelityStage) else None
     notes: list[str] = []
     if fallback:
         log.warning("%s: %s", src, fallback)
         notes.append(fallback)
     result = restore(src, output, [stage], encode, overwrite=overwrite, work_dir=work_dir,
                      segment_frames=segment_frames, progress=progress, drop_subtitles=drop_subtitles, image_fps=image_fps)
+    sources = stage.sources(src) if isinstance(stage, FidelityStage) else None   # after rendering: frames passed through
     return DeblurReport(result, a.selection.summary(), training, fallback, notes + result.notes, sources)
 
 

@@ -12,17 +12,25 @@ i-k..i+k sharper than i, with its per-frame weight w_t = strength (s_t / s_i - 1
 analysis' Laplacian variance; `vidrestore.flow.fusion.frame_weight`) and its per-pixel trust
 tau_t in [0, 1] (visible by the forward-backward round trip, times photometric agreement with
 frame i once both are low-passed; `vidrestore.flow.fusion.trust`). The weights are positive and
-normalised, so each output pixel lies between the source pixels it came from.
+normalised, so each output pixel lies between the source pixels it came from. A frame the fusion
+would leave less sharp than it was (`flow.fusion.blurrier`: sharper neighbours misaligned by a pixel
+or two blend into blur) is passed through as it is: its only source is itself.
 
-`frame_sources` lists each frame's sources and weights from the analysis alone; the job record
-and its report keep that list, so anyone can recompute an output frame from its sources.
+`frame_sources` lists each frame's candidate sources and weights from the analysis alone; the stage
+records, per fused frame, whether it was passed through instead (in the analysis' folder, so that a
+resumed job still knows the frames an earlier run rendered), and `FidelityStage.sources` lists what
+each output frame was made of. The job record and its report keep that list, so anyone can
+recompute an output frame from its sources.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from ..flow.fusion import frame_weight, low_luma, trust
+from ..flow.fusion import blurrier, frame_weight, low_luma, trust
+from ..io import read_frames
 from ..pipeline import Stage, Window
 from .analysis import VideoAnalysis
 from .selection import kept_sharp
@@ -71,14 +79,40 @@ class FidelityStage(Stage):
 
     def __init__(self, analysis: VideoAnalysis, radius: int = RADIUS):
         self.analysis, self.radius = analysis, int(radius)
+        self.passed = analysis.dir / f"fidelity-r{self.radius}"   # one file per fused frame: "1" if passed through
 
     def config(self) -> dict:
-        return {"analysis": self.analysis.dir.name, "radius": self.radius}
+        return {"analysis": self.analysis.dir.name, "radius": self.radius, "never_blurrier": "laplacian variance at half size"}
 
-    def sources(self) -> list[list[tuple[int, float]]]:
-        """Every frame's sources and weights."""
-        return [frame_sources(self.analysis, i, self.radius) for i in range(self.analysis.count)]
+    def _render(self, i: int, frame_of) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        """Frame i of the output and its sources; the decision to pass it through is recorded."""
+        sources = frame_sources(self.analysis, i, self.radius)
+        frame = np.asarray(frame_of(i), np.float32)
+        if len(sources) == 1:
+            return frame, sources
+        fused = fuse(self.analysis, i, sources, frame_of)
+        passed = blurrier(frame, fused)
+        self.passed.mkdir(exist_ok=True)
+        (self.passed / str(i)).write_text("1" if passed else "0")
+        return (frame, [(i, 1.0)]) if passed else (fused, sources)
+
+    def sources(self, video: str | os.PathLike) -> list[list[tuple[int, float]]]:
+        """What every output frame was made of: its sources and weights. A frame no run has rendered
+        yet (its decision unrecorded) is rendered from `video`, the analysed input, to decide."""
+        out = []
+        for i in range(self.analysis.count):
+            sources = frame_sources(self.analysis, i, self.radius)
+            record = self.passed / str(i)
+            if len(sources) > 1 and record.is_file() and record.read_text() in ("0", "1"):
+                out.append([(i, 1.0)] if record.read_text() == "1" else sources)
+            elif len(sources) > 1:
+                lo = min(t for t, _ in sources)
+                frames = [f.rgb for f in read_frames(video, lo, max(t for t, _ in sources) + 1)]
+                out.append(self._render(i, lambda t: frames[t - lo])[1])
+            else:
+                out.append(sources)
+        return out
 
     def process(self, window: Window) -> np.ndarray:
         frames = {f.index: f.rgb for f in window.frames}
-        return fuse(self.analysis, window.index, frame_sources(self.analysis, window.index, self.radius), frames.__getitem__)
+        return self._render(window.index, frames.__getitem__)[0]

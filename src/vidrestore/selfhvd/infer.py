@@ -7,7 +7,7 @@ models: frames in place with their flows), and runs the network over the full-re
 in overlapping tiles (`vidrestore.models.tiling`). A window network's output is then pulled
 towards its fusion prior where sharper neighbours disagree strongly with the frame or lose
 their forward-backward round trip (`guard_moving`), and an output less sharp than its input
-frame is replaced by the frame (`never_blurrier`).
+frame is replaced by the frame (`flow.fusion.never_blurrier`).
 The output of frame i depends only on its window, so the pipeline can resume mid-video. (A
 recurrent model therefore runs over the whole window of every frame, 2k+1 frames per output.)
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics.blur import laplacian_variance
+from ..flow.fusion import never_blurrier
 from ..models.tiling import DEFAULT_MARGIN, DEFAULT_TILE, run_tiled
 from ..pipeline import Stage, Window
 from ..util.memory import reuse_freed_memory
@@ -98,15 +98,6 @@ def guard_moving(restored: np.ndarray, fusion: np.ndarray, share: np.ndarray) ->
     must not be made worse)."""
     m = cv2.GaussianBlur(share, (0, 0), GUARD_SIGMA)[..., None]
     return restored + m * (fusion - restored)
-
-
-def never_blurrier(frame: np.ndarray, restored: np.ndarray) -> np.ndarray:
-    """`restored`, unless it is less sharp than `frame` by the measure the sharp frames are selected by
-    (Laplacian variance of the luma at half size): then `frame` itself (issue 17: never worse than the
-    input). Where the frames move by tens of pixels (handheld phone footage at 15 fps), the flows
-    misalign the sharper neighbours by a pixel or more, and their blend with the frame is blurrier than
-    any of them; the network trained on labels aligned the same way inherits that blur."""
-    return restored if laplacian_variance(restored, 0.5) >= laplacian_variance(frame, 0.5) else frame
 
 
 class DeblurStage(Stage):
