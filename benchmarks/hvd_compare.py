@@ -70,8 +70,10 @@ def main() -> None:
             if not path.exists():  # a method the bench run left out (`--methods`)
                 continue
             s = evaluate_videos(path, source, gt=False, sharp=sharp, progress=False).summary()["all"]
-            print(f"| {clip} | {name} | {s['blur_effect']:.3f} | {s['lap_var']:.0f} | {s['agree_out']:.2f} "
-                  f"({s['agree_gain']:+.2f}) | {s['drift_px']:.3f} | {s['warp_excess'] * 1e3:.3f} |")
+            agree = ("n/a (no frame selected as sharp)" if s["agree_out"] is None
+                     else f"{s['agree_out']:.2f} ({s['agree_gain']:+.2f})")
+            print(f"| {clip} | {name} | {s['blur_effect']:.3f} | {s['lap_var']:.0f} | {agree} | {s['drift_px']:.3f} "
+                  f"| {s['warp_excess'] * 1e3:.3f} |")
         out = args.results / f"{clip}_crop.png"
         shown = ("input", "vidrestore SelfHVD", "authors' SelfHVD")
         crop_panel({k: videos[k] for k in shown if k in videos and videos[k].exists()}, 10, out)
