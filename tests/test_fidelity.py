@@ -42,7 +42,9 @@ def fidelity_job(sharp_video, tmp_path_factory):
     assert r.returncode == 0, r.stderr
     html = (folder / "report.html").read_text()
     listing = json.loads(re.search(r'<script type="application/json" id="fidelity-sources">(.*?)</script>', html, re.S)[1])
-    return clip, work, folder / "out", html, listing
+    passed = re.search(r"fidelity mode: (\d+) frames fused from their sharper aligned neighbours, (\d+) passed through", r.stdout)
+    assert passed and int(passed[1]) == sum(len(e["sources"]) > 1 for e in listing), r.stdout
+    return clip, work, folder / "out", html, listing, int(passed[2])
 
 
 def _luma_low(rgb: np.ndarray) -> np.ndarray:
@@ -52,7 +54,7 @@ def _luma_low(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_output_frames_are_recomputed_from_the_listed_sources_and_weights(fidelity_job):
-    clip, work, out, html, listing = fidelity_job
+    clip, work, out, html, listing, passed = fidelity_job
     a = analyze_video(clip.blurry, work_dir=work, progress=False)
     inputs, outputs = _frames(clip.blurry), _pngs(out)
     assert len(listing) == len(inputs) == len(outputs)
@@ -70,6 +72,7 @@ def test_output_frames_are_recomputed_from_the_listed_sources_and_weights(fideli
             assert np.abs(outputs[i] - inputs[i]).max() <= 0.5 / 255 + 1e-6   # through (the fusion would blur it)
             candidates = frame_sources(a, i)
             assert kept[i] or blurrier(inputs[i], fuse(a, i, candidates, inputs.__getitem__)), i
+            passed -= not kept[i]   # what the command printed
             continue
         assert not kept[i]
         low = _luma_low(inputs[i])
@@ -90,10 +93,11 @@ def test_output_frames_are_recomputed_from_the_listed_sources_and_weights(fideli
         assert diff.mean() <= 0.3 / 255  # 8-bit rounding alone: 0.25 code values on average
         moved.append(float(np.abs(outputs[i] - inputs[i]).max()))
     assert max(moved) > 30 / 255  # while the fusion moved pixels by far more
+    assert passed == 0
 
 
 def test_fidelity_output_lies_between_its_source_pixels_and_is_sharper(fidelity_job):
-    clip, work, out, _, listing = fidelity_job
+    clip, work, out, _, listing, _ = fidelity_job
     a = analyze_video(clip.blurry, work_dir=work, progress=False)
     inputs, outputs, gt = _frames(clip.blurry), _pngs(out), _frames(clip.gt)
     h, w = inputs[0].shape[:2]

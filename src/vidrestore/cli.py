@@ -308,6 +308,7 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
         from .report import deblur_record
         from .selfhvd import analyze_video
         from .selfhvd.deblur import analysis_settings, deblur
+        from .selfhvd.fidelity import frame_sources
 
         _check_report(args)
         settings = _deblur_settings(args, _encode_settings(args))
@@ -324,7 +325,9 @@ def _deblur_command(sub: argparse._SubParsersAction) -> None:
             print(f"trained {t['steps']} steps in {t['train_seconds']:.0f} s on {t['device']}")
         if report.sources is not None:
             fused = sum(len(x) > 1 for x in report.sources)
-            print(f"fidelity mode: {fused} frames fused from their sharper aligned neighbours, the others kept as they are")
+            passed = sum(len(x) == 1 and len(frame_sources(analysis, i)) > 1 for i, x in enumerate(report.sources))
+            print(f"fidelity mode: {fused} frames fused from their sharper aligned neighbours, {passed} passed through "
+                  "(their fusion would be less sharp: the neighbours do not align closely enough), the others kept as they are")
         _report(report.result)
         _keep_record(args, deblur_record(args.input, report, settings, analysis.dir))
         return 0
