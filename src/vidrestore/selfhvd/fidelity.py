@@ -103,8 +103,9 @@ class FidelityStage(Stage):
         for i in range(self.analysis.count):
             sources = frame_sources(self.analysis, i, self.radius)
             record = self.passed / str(i)
-            if len(sources) > 1 and record.is_file() and record.read_text() in ("0", "1"):
-                out.append([(i, 1.0)] if record.read_text() == "1" else sources)
+            decided = record.read_text() if len(sources) > 1 and record.is_file() else ""
+            if decided in ("0", "1"):
+                out.append([(i, 1.0)] if decided == "1" else sources)
             elif len(sources) > 1:
                 lo = min(t for t, _ in sources)
                 frames = [f.rgb for f in read_frames(video, lo, max(t for t, _ in sources) + 1)]
