@@ -15,7 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from conftest import run_cli, shared
 from vidrestore.errors import VidrestoreError
 from vidrestore.io import EncodeSettings, read_frames, write_video
-from vidrestore.metrics import blur_effect, drift, laplacian_variance, local_drift, psnr, rgb_to_y, ssim, warping_error
+from vidrestore.metrics import blur_effect, drift, edge_variance, laplacian_variance, local_drift, psnr, rgb_to_y, ssim, warping_error
 from vidrestore.metrics.drift import drift_flow
 from vidrestore.metrics.lpips import load_lpips
 from vidrestore.metrics.report import evaluate
@@ -126,6 +126,19 @@ def test_blur_measures_rank_a_blurred_frame():
     assert blur_effect(b) > blur_effect(s) + 0.05
     assert laplacian_variance(b) < 0.5 * laplacian_variance(s)
     assert laplacian_variance(np.full((32, 32, 3), 0.3, np.float32)) == 0.0
+
+
+def test_edge_variance_leaves_out_the_noise_a_blend_averages_away():
+    """`edge_variance` (`fusion.blurrier`'s measure): white noise raises the Laplacian variance of a frame,
+    so that the same frame with half the noise (what averaging it with aligned neighbours leaves) reads
+    less sharp by it; less the noise's share it does not, and a blur still shows."""
+    s = _scene(6)
+    noisy, half = (np.clip(s + np.random.default_rng(0).normal(0, sd, s.shape).astype(np.float32), 0, 1) for sd in (0.06, 0.03))
+    assert laplacian_variance(noisy, 0.5) > 1.3 * laplacian_variance(half, 0.5) > 1.3 * laplacian_variance(s, 0.5)
+    clean = edge_variance(s)
+    assert edge_variance(half) >= 0.95 * edge_variance(noisy) and abs(edge_variance(half) - clean) < 0.05 * clean
+    assert abs(edge_variance(noisy) - clean) < 0.2 * clean
+    assert edge_variance(cv2.GaussianBlur(noisy, (0, 0), 1.5)) < 0.3 * clean
 
 
 # --- LPIPS on weights the test makes -----------------------------------------------------------

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..io.colour import luma
-from ..metrics.blur import laplacian_variance
+from ..metrics.blur import edge_variance
 
 
 DEFAULTS = {"power": 3.0, "strength": 4.0, "sensitivity": 0.01, "compare_sigma": 1.5, "spread": 13, "spread_above": 0.06}
@@ -72,11 +72,12 @@ def neighbour_weight(centre_low: np.ndarray, warped: np.ndarray, ratio: float, v
 
 def blurrier(frame: np.ndarray, restored: np.ndarray) -> bool:
     """Whether `restored` is less sharp than `frame` by the measure the sharp frames are selected by
-    (Laplacian variance of the luma at half size). Where the frames move by tens of pixels (handheld
-    phone footage at 15 fps), the flows misalign the sharper neighbours by a pixel or more, and their
-    blend with the frame is blurrier than any of them; a network trained on labels aligned the same
-    way inherits that blur."""
-    return laplacian_variance(restored, 0.5) < laplacian_variance(frame, 0.5)
+    (Laplacian variance of the luma at half size), less what noise puts there (`edge_variance`: a
+    blend that averages sensor noise away is not blurrier for that). Where the frames move by tens of
+    pixels (handheld phone footage at 15 fps), the flows misalign the sharper neighbours by a pixel or
+    more, and their blend with the frame is blurrier than any of them; a network trained on labels
+    aligned the same way inherits that blur."""
+    return edge_variance(restored) < edge_variance(frame)
 
 
 def never_blurrier(frame: np.ndarray, restored: np.ndarray) -> np.ndarray:

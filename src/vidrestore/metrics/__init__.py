@@ -5,7 +5,7 @@ Modules: `fidelity` (PSNR, SSIM on RGB or Y), `temporal` (warping error), `drift
 LPIPS needs torch; it is imported only by `vidrestore.metrics.lpips` and `report`.
 """
 
-from .blur import blur_effect, laplacian_variance
+from .blur import blur_effect, edge_variance, laplacian_variance
 from .drift import Drift, drift, local_drift
 from .fidelity import psnr, rgb_to_y, ssim
 from .temporal import WarpingError, WarpingErrorStream, warping_error, warping_error_pair
@@ -16,6 +16,7 @@ __all__ = [
     "WarpingErrorStream",
     "blur_effect",
     "drift",
+    "edge_variance",
     "laplacian_variance",
     "local_drift",
     "psnr",
