@@ -82,7 +82,7 @@ class FidelityStage(Stage):
         self.passed = analysis.dir / f"fidelity-r{self.radius}"   # one file per fused frame: "1" if passed through
 
     def config(self) -> dict:
-        return {"analysis": self.analysis.dir.name, "radius": self.radius, "never_blurrier": "laplacian variance at half size"}
+        return {"analysis": self.analysis.dir.name, "radius": self.radius, "never_blurrier": "edge_variance: laplacian variance at half size less the noise's"}
 
     def _render(self, i: int, frame_of) -> tuple[np.ndarray, list[tuple[int, float]]]:
         """Frame i of the output and its sources; the decision to pass it through is recorded."""

@@ -137,7 +137,7 @@ class DeblurStage(Stage):
         return {"model": self.digest, "analysis": self.analysis.dir.name, "tile": self.tile, "margin": self.margin,
                 "sharp_frames": f"kept unless {SHARPER_NEIGHBOUR}x sharper within the window",
                 "moving_guard": {"smoothing": GUARD_SIGMA, "counts": f"disagreement, round trip missing by {LOST_PX} px"},
-                "never_blurrier": "laplacian variance at half size"}
+                "never_blurrier": "edge_variance: laplacian variance at half size less the noise's"}
 
     def process(self, window: Window) -> np.ndarray:
         if self.kept[window.index]:  # a sharp frame is its own best estimate
