@@ -89,7 +89,7 @@ from vidrestore.restoration.film_colour import Colour
 from vidrestore.restoration.film_deflicker import FilmDeflicker
 from vidrestore.restoration.film_dust import DustRemoval, SharedFlows, repair
 from vidrestore.restoration.film_scratches import ScratchRemoval
-from vidrestore.synth.film import FilmDamage, add_grain, grain_field, grain_template, read_mask, synth_film
+from vidrestore.synth.film import FilmDamage, add_grain, grain_field, grain_template, load_params, read_mask, synth_film
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -415,14 +415,25 @@ def correlated_copy(d: Path, seed: int = 7) -> Path:
     return d / "correlated.mkv"
 
 
-def grain_row(damaged: Path, src: list[np.ndarray], flat: list[np.ndarray]) -> dict:
-    """Grain statistics of one grainy clip and of the chain's outputs from it (resynth, keep, remove)."""
+def exact_remake(gt: Path, model: dict) -> list[np.ndarray]:
+    """Luma grain of `model` (the one the clip's grain was made with) synthesized onto `gt`'s frames with
+    the fields `film --grain resynth` draws (`film_grain.GrainSynth`'s seeds): what re-synthesis from an
+    exact measurement would add, so the comparison's floor (two draws of one model differ)."""
+    return [luma(add_grain(f.rgb, model, grain_field(grain_template(model, np.random.default_rng([0, 0x64A1, f.index])),
+                                                     *f.rgb.shape[:2], np.random.default_rng([0, 0x64A2, f.index])))) - luma(f.rgb)
+            for f in read_frames(gt)]
+
+
+def grain_row(damaged: Path, src: list[np.ndarray], flat: list[np.ndarray], model: dict) -> dict:
+    """Grain statistics of one grainy clip, of the chain's outputs from it (resynth, keep, remove) and of
+    the clip's own grain model re-made exactly (`exact_remake`)."""
     original = [luma(f.rgb) - y for f, y in zip(read_frames(damaged), src)]
     out = {m: [luma(x) for x in colour_run(damaged, damaged.with_name(f"{damaged.stem}-{m}.mkv"), film_stages(grain=m))]
            for m in ("resynth", "keep", "remove")}
     row = {"original": grain_stats(original, src, flat)}
     row.update({m: grain_stats([x - y for x, y in zip(v, src)], src, flat) for m, v in out.items()})
     row["resynth_added"] = grain_stats([r - x for r, x in zip(out["resynth"], out["remove"])], src, flat)
+    row["exact_model"] = grain_stats(exact_remake(damaged.with_name("gt.mkv"), model), src, flat)
     return row
 
 
@@ -461,17 +472,19 @@ def grain_main(args: argparse.Namespace) -> None:
                    frames=args.frames, scale=0.5, overwrite=True, progress=False)
         src = [luma(f.rgb) for f in read_frames(d / "gt.mkv")]
         flat = [flat_mask(y) for y in src]
-        for setting, damaged in (("synth", d / "damaged.mkv"), ("correlated", correlated_copy(d))):
-            row = rows.setdefault(Path(rel).stem, {})[setting] = grain_row(damaged, src, flat)
+        for setting, damaged, model in (("synth", d / "damaged.mkv", load_params(d)["grain"]),
+                                        ("correlated", correlated_copy(d), CORRELATED)):
+            row = rows.setdefault(Path(rel).stem, {})[setting] = grain_row(damaged, src, flat, model)
             if args.grain_table:
                 row["grain_table"] = grain_table_row(damaged, src, flat)
             orig = row["original"]
             ratio = {k: np.round([a / b for a, b in zip(row[k]["std"], orig["std"])], 3).tolist() for k in ("resynth_added", "resynth")}
-            ac = {k: np.round(list(row[k]["ac"].values()), 3).tolist() for k in ("original", "resynth_added")}
+            ac = {k: np.round(list(row[k]["ac"].values()), 3).tolist() for k in ("original", "resynth_added", "exact_model")}
             db = {m: 10 * np.log10(row[m]["power"] / orig["power"]) for m in ("resynth", "keep", "remove")}
             print(f"{Path(rel).stem} {setting}: resynth/original std per fifth of luma: grain added {ratio['resynth_added']}, "
                   f"output - source {ratio['resynth']}; "
-                  f"autocorrelation across 1-3, down 1-3: original {ac['original']}, grain added {ac['resynth_added']}; "
+                  f"autocorrelation across 1-3, down 1-3: original {ac['original']}, grain added {ac['resynth_added']}, "
+                  f"exact model re-made {ac['exact_model']}; "
                   f"grain power vs original: " + ", ".join(f"{m} {v:+.2f} dB" for m, v in db.items()), flush=True)
             if args.grain_table:
                 t = row["grain_table"]

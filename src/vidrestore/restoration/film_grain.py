@@ -39,7 +39,8 @@ its difference holds none); on the flat pixels:
   beyond 4 deviations of either difference are left out; where the product makes no
   autocovariance (Yule-Walker's matrix not positive definite: misaligned scene, with opposite signs
   in the two differences, outweighing the grain), each difference's own is used, and where neither
-  is one, white grain (`grain_coefficients`). A filter that is not stable (what a codec left of a
+  is one, white grain (`grain_correlation`). The coefficients are those whose AV1 synthesis re-makes
+  that autocorrelation (`match_synthesis`). A filter that is not stable (what a codec left of a
   film's grain can fit one) is scaled down until its synthesis is stationary (`stable`).
 
 The measurement passes over the triples (frame, neighbours, flows) three times: flat limits,
@@ -108,6 +109,7 @@ from ..synth.film import (
     grain_field,
     grain_scaling,
     grain_template,
+    grain_templates,
 )
 from .denoise import Denoise
 
@@ -127,7 +129,7 @@ SMOOTH_WINDOW = 25    # px: the window of the other flow, on the frames blurred 
 FLOW_BLUR = 2.5       # Gaussian sigma (px) of that blur
 _INLIER = 4.0         # samples beyond this many deviations of the difference are left out of the AR fit
 _MATCH_ROUNDS = 3     # rounds of correcting the AR coefficients for what the synthesis loses (`match_synthesis`)
-_MATCH_FIELDS = 24    # synthesized 128x128 grain fields (a template each) per round
+_MATCH_FIELDS = 512   # synthesized 128x128 grain fields (a template each) it is measured on
 GROWTH = 1.2          # most a template's deviation may grow from its first rows to its last (`stable`)
 REPEAT = 1 / 255      # a frame within this mean absolute luma difference of another repeats it (pulldown, a duplicate)
 _REPEAT_SEARCH = 4    # frames each side searched for a neighbour that does not repeat the frame
@@ -290,29 +292,36 @@ def closer_flow(a: np.ndarray, b: np.ndarray, flows: list[np.ndarray]) -> np.nda
     return min(flows, key=misfit)
 
 
-def ar_fit(field: np.ndarray, lag: int) -> np.ndarray:
-    """Least-squares AR coefficients (AV1's order) of a grain field on its causal neighbours."""
-    h, w = field.shape
-    core = field[lag:, lag:w - lag]
-    taps = np.stack([field[lag + dy:h + dy, lag + dx:w - lag + dx].ravel() for dy, dx in _offsets(lag)], axis=1)
-    coeffs, *_ = np.linalg.lstsq(taps, core.ravel(), rcond=None)
-    return coeffs
+def synthesized_correlation(coeffs: np.ndarray, lag: int, seed: int = 0) -> dict[tuple[int, int], float]:
+    """The autocorrelation at `_lags(lag)` of AV1 grain synthesized from `coeffs` (as `synth.film` and
+    the decoder make it: a 73x82 template per field, 32x32 blocks of it at random offsets), measured on
+    `_MATCH_FIELDS` seeded 128x128 fields stacked (their seams are block seams)."""
+    rngs = [np.random.default_rng([seed, 0x6A7C, i]) for i in range(_MATCH_FIELDS)]
+    templates = grain_templates({"ar_coeff_lag": lag, "ar_coeffs_y": list(coeffs)}, rngs)
+    f = np.concatenate([grain_field(t, 128, 128, rng) for t, rng in zip(templates, rngs)]).astype(np.float64)
+    h, w = f.shape
+    cov = {(dy, dx): float(np.mean(f[:h - dy, max(0, -dx):w - max(0, dx)] * f[dy:, max(0, dx):w + min(0, dx)]))
+           for dy, dx in _lags(lag)}
+    return {k: v / cov[(0, 0)] for k, v in cov.items()}
 
 
-def match_synthesis(measured: np.ndarray, lag: int, seed: int = 0) -> np.ndarray:
-    """AR coefficients whose AV1 synthesis (a 73x82 template, 32x32 blocks at random offsets:
-    `synth.film.grain_field`, and the decoder's film-grain synthesis) has the correlation that
-    `measured` describes. The synthesis loses some of the model's correlation -- the template's
-    first rows and columns start from white noise, and the blocks' seams cut it -- so grain re-made
-    from the measured coefficients is less correlated than the grain they were measured on, most at
-    the longest lags. Each round synthesizes grain from the current coefficients, fits them back, and
-    adds the shortfall (a fixed-point iteration; seeded, so the same input gives the same model)."""
-    coeffs = measured.copy()
-    for r in range(_MATCH_ROUNDS):
-        rng = np.random.default_rng([seed, 0x6A7C, r])
-        model = {"ar_coeff_lag": lag, "ar_coeffs_y": coeffs.tolist()}
-        fields = np.concatenate([grain_field(grain_template(model, rng), 128, 128, rng) for _ in range(_MATCH_FIELDS)])
-        coeffs = coeffs + (measured - ar_fit(fields, lag))
+def match_synthesis(rho: dict[tuple[int, int], float], lag: int, seed: int = 0) -> np.ndarray:
+    """AR coefficients whose AV1 synthesis has the autocorrelation `rho` (at `_lags(lag)`, as
+    `grain_correlation` gives it). Yule-Walker's coefficients do not quite re-make it: a template's
+    first rows and columns start from white noise, and the blocks' seams cut the correlation (most at
+    the longest lags), and a two-dimensional causal filter solved from its taps' autocorrelation does
+    not reproduce that autocorrelation exactly. Each round synthesizes grain from the current
+    coefficients (`synthesized_correlation`, the same seeded fields every round) and adds what it
+    misses to the autocorrelation the coefficients are solved from (a fixed-point iteration)."""
+    solved_from = dict(rho)
+    coeffs = yule_walker(solved_from, lag)
+    for _ in range(_MATCH_ROUNDS):
+        got = synthesized_correlation(coeffs, lag, seed)
+        trial = {k: v + rho[k] - got[k] for k, v in solved_from.items()}
+        moved = yule_walker(trial, lag)
+        if moved is None:           # no autocorrelation any more: keep the last coefficients
+            break
+        solved_from, coeffs = trial, moved
     return coeffs
 
 
@@ -374,16 +383,16 @@ def grain_covariance(triples: Iterable[Triple], limits: np.ndarray, xs: list[flo
     return tuple(dict(zip(lags, x[:, 0] / np.maximum(x[:, 1], 1))) for x in (cross, own))
 
 
-def grain_coefficients(cross: dict, own: dict, lag: int) -> np.ndarray:
-    """The AR coefficients from `grain_covariance`'s two estimates: the product of the two differences;
-    where that is no autocovariance, each difference's own; where neither is (no grain the differences
-    show: on a film whose grain its codec took, what is left between frames is smooth and the
-    correlations come out at 1 or above), white grain (all 0)."""
+def grain_correlation(cross: dict, own: dict, lag: int) -> dict[tuple[int, int], float] | None:
+    """The grain's autocorrelation from `grain_covariance`'s two estimates: the product of the two
+    differences; where that is no autocovariance (its Yule-Walker matrix not positive definite), each
+    difference's own; where neither is (no grain the differences show: on a film whose grain its codec
+    took, what is left between frames is smooth and the correlations come out at 1 or above), None:
+    white grain."""
     for cov in (cross, own):
-        coeffs = yule_walker(cov, lag)
-        if coeffs is not None:
-            return coeffs
-    return np.zeros(len(_offsets(lag)))
+        if yule_walker(cov, lag) is not None:
+            return {k: v / cov[(0, 0)] for k, v in cov.items()}
+    return None
 
 
 def template_growth(coeffs: np.ndarray, lag: int, seed: int = 0) -> float:
@@ -479,7 +488,8 @@ def fit_grain(triples: Sequence[Triple], lag: int = 2) -> dict:
     xs, sd = strength_curve(triples, limits)
     if not xs:
         raise VidrestoreError("no flat areas to measure the grain on")
-    coeffs = stable(match_synthesis(grain_coefficients(*grain_covariance(triples, limits, xs, sd, lag), lag), lag), lag)
+    rho = grain_correlation(*grain_covariance(triples, limits, xs, sd, lag), lag)
+    coeffs = np.zeros(len(_offsets(lag))) if rho is None else stable(match_synthesis(rho, lag), lag)
     points = [[0.0, sd[0]]] * (xs[0] > 0) + [[x, s] for x, s in zip(xs, sd)] + [[1.0, sd[-1]]] * (xs[-1] < 1)
     return {"ar_coeff_lag": lag, "ar_coeffs_y": np.round(coeffs, 4).tolist(),
             "scaling_points_y": [[round(x, 4), round(s, 6)] for x, s in points], "block": GRAIN_BLOCK}
@@ -498,7 +508,7 @@ class GrainMeasure(Stage):
         self.model: dict | None = None
 
     def config(self) -> dict:
-        return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "repeat": REPEAT, "growth": GROWTH, "flat": FLAT, "bins": BINS, "seed_share": _SEED,
+        return {"lag": self.lag, "frames": FRAMES, "estimator": "both neighbours", "match": ["autocorrelation", _MATCH_FIELDS, _MATCH_ROUNDS], "repeat": REPEAT, "growth": GROWTH, "flat": FLAT, "bins": BINS, "seed_share": _SEED,
                 "rounding": _ROUNDING, "limit_pixels": _LIMIT_PIXELS, "sample_pixels": _SAMPLE_PIXELS,
                 "flow": self.flow.config(), "smooth_flow": self.smooth_flow.config(), "flow_blur": FLOW_BLUR, "flow_choice": "closer"}
 

@@ -33,13 +33,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
+from scipy.signal import lfilter
 
 from ..errors import VidrestoreError
 from ..io import EncodeSettings, write_video
@@ -110,18 +111,29 @@ def grain_template(model: dict, rng: np.random.Generator) -> np.ndarray:
     """The 73x82 luma grain template: white Gaussian noise through the model's causal AR filter
     (neighbours up to `lag` rows above and `lag` columns either side, then left in the same row,
     in AV1's coefficient order), normalised to unit standard deviation."""
+    return grain_templates(model, [rng])[0]
+
+
+def grain_templates(model: dict, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """`grain_template` for each generator, computed together (N x rows x columns): fitting a
+    model synthesizes hundreds of them."""
     lag = int(model["ar_coeff_lag"])
     coeffs = np.asarray(model["ar_coeffs_y"], np.float64)
     offsets = [(dy, dx) for dy in range(-lag, 1) for dx in range(-lag, lag + 1) if dy < 0 or dx < 0]
     if len(offsets) != len(coeffs):
         raise VidrestoreError(f"grain model of lag {lag} needs {len(offsets)} AR coefficients, not {len(coeffs)}")
     rows, cols = _TEMPLATE
-    g = rng.normal(0.0, 1.0, (rows, cols))
-    for y in range(lag, rows):
-        for x in range(lag, cols - lag):
-            g[y, x] += sum(c * g[y + dy, x + dx] for c, (dy, dx) in zip(coeffs, offsets))
-    core = g[lag:, lag:cols - lag]
-    return ((core - core.mean()) / core.std()).astype(np.float32)
+    g = np.stack([rng.normal(0.0, 1.0, (rows, cols)) for rng in rngs])
+    above = [(c, dy, dx) for c, (dy, dx) in zip(coeffs, offsets) if dy < 0]
+    left = np.array([c for c, (dy, _) in zip(coeffs, offsets) if dy == 0][::-1])   # taps at x-1, x-2, ...
+    for y in range(lag, rows) if lag else ():   # the rows above are done: their part at once, then the row's recursion
+        u = g[:, y, lag:cols - lag] + sum(c * g[:, y + dy, lag + dx:cols - lag + dx] for c, dy, dx in above)
+        past = g[:, y, lag - 1::-1]                 # the row's first `lag` values, nearest first: lfilter's state
+        state = np.stack([(left[k:] * past[:, :lag - k]).sum(-1) for k in range(lag)], -1)
+        g[:, y, lag:cols - lag] = lfilter([1.0], np.concatenate([[1.0], -left]), u, axis=-1, zi=state)[0]
+    core = g[:, lag:, lag:cols - lag]
+    mean, sd = core.mean(axis=(1, 2), keepdims=True), core.std(axis=(1, 2), keepdims=True)
+    return ((core - mean) / sd).astype(np.float32)
 
 
 def grain_field(template: np.ndarray, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
