@@ -44,7 +44,8 @@ through `vidrestore film`'s chain with `--grain resynth`, `keep` and `remove`. O
 each undamaged frame (`flat_mask`), the grain is a luma difference: the input's from the undamaged
 source (the original grain); the re-synthesized grain as the resynth output minus the remove
 output (the same chain without the synthesis: the grain it added); and each output minus the
-source (which adds what the denoising changed besides the grain). Scores: per intensity bin
+source (which adds what the denoising changed besides the grain); and, as the comparison's floor,
+the clip's own known model re-made with the fields resynth draws (`exact_remake`). Scores: per intensity bin
 (fifths of the source's luma, 500 pixels or more) the ratio of the re-synthesized grain's standard
 deviation to the original's; the autocorrelation at lags 1-3 across and down; for keep and remove,
 the grain's power against the original's in dB. With `--grain-table` also `film --grain resynth
