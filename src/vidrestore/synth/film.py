@@ -126,11 +126,12 @@ def grain_templates(model: dict, rngs: Sequence[np.random.Generator]) -> np.ndar
     g = np.stack([rng.normal(0.0, 1.0, (rows, cols)) for rng in rngs])
     above = [(c, dy, dx) for c, (dy, dx) in zip(coeffs, offsets) if dy < 0]
     left = np.array([c for c, (dy, _) in zip(coeffs, offsets) if dy == 0][::-1])   # taps at x-1, x-2, ...
+    recursion = np.concatenate([[1.0], -left])      # lfilter's denominator: g[x] = u[x] + sum left[k] g[x-1-k]
     for y in range(lag, rows) if lag else ():   # the rows above are done: their part at once, then the row's recursion
         u = g[:, y, lag:cols - lag] + sum(c * g[:, y + dy, lag + dx:cols - lag + dx] for c, dy, dx in above)
         past = g[:, y, lag - 1::-1]                 # the row's first `lag` values, nearest first: lfilter's state
         state = np.stack([(left[k:] * past[:, :lag - k]).sum(-1) for k in range(lag)], -1)
-        g[:, y, lag:cols - lag] = lfilter([1.0], np.concatenate([[1.0], -left]), u, axis=-1, zi=state)[0]
+        g[:, y, lag:cols - lag] = lfilter([1.0], recursion, u, axis=-1, zi=state)[0]
     core = g[:, lag:, lag:cols - lag]
     mean, sd = core.mean(axis=(1, 2), keepdims=True), core.std(axis=(1, 2), keepdims=True)
     return ((core - mean) / sd).astype(np.float32)
