@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.sidedata.sidedata import Type
 
 from ..errors import VidrestoreError
 
@@ -64,9 +65,9 @@ def read_qp(path: str | os.PathLike) -> list[FrameQP]:
         stream = container.streams.video[0]
         stream.codec_context.options = {"export_side_data": "venc_params"}
         for frame in container.decode(stream):
-            params = [sd for sd in frame.side_data if sd.type.name == "VIDEO_ENC_PARAMS"]
-            if not params:
+            params = frame.side_data.get(Type.VIDEO_ENC_PARAMS)
+            if params is None:
                 raise VidrestoreError(f"the {stream.codec_context.name} decoder exports no quantiser for frame {len(out)}: "
                                       f"deblock reads it from H.264 video", path)
-            out.append(_parse(bytes(params[0]), frame.width, frame.height))
+            out.append(_parse(bytes(params), frame.width, frame.height))
     return out
