@@ -9,17 +9,15 @@ was quantised: the block grid and the quantiser, straight from the bitstream.
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.sidedata.encparams import VideoEncParams
 from av.sidedata.sidedata import Type
 
 from ..errors import VidrestoreError
 
-_HEADER = struct.Struct("<I4xQQIi")     # nb_blocks, (pad), blocks_offset, block_size, type, qp
-_BLOCK = struct.Struct("<iiiii")        # src_x, src_y, w, h, delta_qp
 H264 = 1                                 # AV_VIDEO_ENC_PARAMS_H264
 _STEP = np.array([0.625, 0.6875, 0.8125, 0.875, 1.0, 1.125], np.float32)   # H.264's steps for QP 0-5
 
@@ -44,18 +42,13 @@ def h264_step(qp: np.ndarray) -> np.ndarray:
     return _STEP[q % 6] * np.exp2(q // 6).astype(np.float32)
 
 
-def _parse(data: bytes, width: int, height: int) -> FrameQP:
-    nb, offset, size, kind, qp = _HEADER.unpack_from(data, 0)
-    if kind != H264:
-        raise VidrestoreError(f"quantiser parameters of type {kind} are not supported (only H.264's)")
-    blocks = [_BLOCK.unpack_from(data, offset + k * size) for k in range(nb)]
-    if not blocks:
-        return FrameQP(np.full((1, 1), qp, np.int16), max(width, height))
-    block = blocks[0][2]
-    grid = np.full((-(-height // block), -(-width // block)), qp, np.int16)
-    for x, y, _, _, delta in blocks:
-        grid[y // block, x // block] = qp + delta
-    return FrameQP(grid, block)
+def _frame_qp(params: VideoEncParams, width: int, height: int) -> FrameQP:
+    """One frame's quantiser from the decoder's AVVideoEncParams (PyAV's typed view of them)."""
+    if params.codec_type != H264:
+        raise VidrestoreError(f"quantiser parameters of type {params.codec_type} are not supported (only H.264's)")
+    if not params.nb_blocks:
+        return FrameQP(np.full((1, 1), params.qp, np.int16), max(width, height))
+    return FrameQP(params.qp_map().astype(np.int16), params.block_params(0).w)
 
 
 def read_qp(path: str | os.PathLike) -> list[FrameQP]:
@@ -69,5 +62,5 @@ def read_qp(path: str | os.PathLike) -> list[FrameQP]:
             if params is None:
                 raise VidrestoreError(f"the {stream.codec_context.name} decoder exports no quantiser for frame {len(out)}: "
                                       f"deblock reads it from H.264 video", path)
-            out.append(_parse(bytes(params), frame.width, frame.height))
+            out.append(_frame_qp(params, frame.width, frame.height))
     return out
