@@ -101,6 +101,7 @@ def test_a_batch_built_on_worker_threads_is_the_batch_built_one_sample_at_a_time
     assert not np.array_equal(together[0].inputs[0], together[0].inputs[1])  # each sample its own crop
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # e.g. a loader process aborted at its exit
 def test_background_loaders_draw_distinct_batches_and_follow_the_rscr_switch(analysed):
     batches, rscr = loader_batches(Sampler([analysed], 2, True, "centre", 64, "selfhvd", np.random.default_rng(0)), 3, 2, [0, 0, 0])
     first = [next(batches) for _ in range(4)]

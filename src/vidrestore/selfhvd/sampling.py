@@ -21,7 +21,9 @@ processes instead (`loader_batches`), each with its own random stream.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,6 +38,7 @@ from .analysis import VideoAnalysis
 from .window import fusion_prior, warp_onto, window_input
 
 RSCR_REACH = 3
+FEEDER_WAIT = 5.0   # seconds a loader process waits at its exit for its last batch to leave
 
 
 @dataclass
@@ -222,6 +225,21 @@ class _Batches(torch.utils.data.IterableDataset):
             yield Batch(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(batch).items()})
 
 
+def _join_feeder() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "QueueFeederThread":   # multiprocessing.Queue's, sending the batches
+            thread.join(FEEDER_WAIT)
+
+
+def _wait_for_feeder_at_exit(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: a loader process, told to stop, leaves its last batch to its queue's
+    feeder thread without waiting for it, and the interpreter's shutdown then stops that thread where it
+    shares the batch's tensors inside PyTorch's C++ code, which aborts the process ("terminate called
+    without an active exception", "DataLoader worker ... killed by signal: Aborted"). So it waits for
+    the thread at exit, before the shutdown begins."""
+    atexit.register(_join_feeder)
+
+
 def loader_batches(sampler: Sampler, size: int, workers: int, seed: list[int]) -> tuple[Iterator[Batch], object]:
     """Batches like `sampler.batch(size, p)` drawn ahead by `workers` processes, and the shared
     value p (the RSCR probability: set it to change what the batches drawn from then on get).
@@ -235,5 +253,6 @@ def loader_batches(sampler: Sampler, size: int, workers: int, seed: list[int]) -
                    recipe=sampler.recipe, kernel_length=sampler.kernel_length)
     data = _Batches([a.dir for a in sampler.analyses], options, size, seed, rscr_prob)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=workers, prefetch_factor=4,
-                                         multiprocessing_context=ctx, persistent_workers=True)
+                                         multiprocessing_context=ctx, persistent_workers=True,
+                                         worker_init_fn=_wait_for_feeder_at_exit)
     return iter(loader), rscr_prob
