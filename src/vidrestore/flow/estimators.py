@@ -20,6 +20,42 @@ def to_grey_u8(rgb: np.ndarray) -> np.ndarray:
 
 
 MIN_SIDE = 16  # smallest side OpenCV's DIS accepts is 12 or more, depending on the other side
+MATCH_TOLERANCE = 1.05  # `match_blur` leaves a pair whose gradient energies are within this ratio as it is
+MATCH_MAX_SIGMA = 6.0   # the widest Gaussian `match_blur` applies (working-scale pixels)
+MATCH_STEPS = 10        # bisection steps for its sigma
+MATCH_SMOOTHING = 1.0   # then both images are smoothed by this times that sigma (README, "Deblurring")
+
+
+def gradient_energy(grey: np.ndarray) -> float:
+    """Mean squared Sobel gradient of an image: the detail blur takes away."""
+    g = np.asarray(grey, np.float32)
+    return float(np.mean(cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2))
+
+
+def match_blur(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pair with its sharper image blurred by the Gaussian that brings its gradient energy down to
+    the other's (bisection on the Gaussian's sigma), then both smoothed by `MATCH_SMOOTHING` times
+    that sigma.
+
+    Flow from a motion-blurred frame to a sharp one compares a smeared edge with a crisp one, and
+    the estimate is off where they differ in shape; a Gaussian is symmetric, so it moves no edge
+    while it makes the two alike. The blurrier the pair, the coarser the detail the flow can
+    match, hence the smoothing that grows with it (README, "Deblurring": the window's alignment).
+    """
+    ea, eb = gradient_energy(a), gradient_energy(b)
+    if max(ea, eb) <= MATCH_TOLERANCE * min(ea, eb):
+        return a, b
+    sharp, target = (a, eb) if ea > eb else (b, ea)
+    lo, hi = 0.0, MATCH_MAX_SIGMA
+    for _ in range(MATCH_STEPS):
+        mid = (lo + hi) / 2
+        if gradient_energy(cv2.GaussianBlur(sharp, (0, 0), mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+    blurred = cv2.GaussianBlur(sharp, (0, 0), hi)
+    a, b = (blurred, b) if ea > eb else (a, blurred)
+    return cv2.GaussianBlur(a, (0, 0), MATCH_SMOOTHING * hi), cv2.GaussianBlur(b, (0, 0), MATCH_SMOOTHING * hi)
 
 
 @dataclass
@@ -31,6 +67,7 @@ class FlowEstimator:
         scale: working scale (0.5 computes flow at half size; the result is upsampled and its
             vectors multiplied by 1/scale).
         params: estimator settings (see each factory).
+        match_blur: blur the sharper image of each pair to the other's sharpness first (`match_blur`).
     """
 
     name: str
@@ -38,6 +75,7 @@ class FlowEstimator:
     params: dict = field(default_factory=dict)
     _fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     _clones: list[FlowEstimator] = field(default_factory=list, repr=False, compare=False)
+    match_blur: bool = False
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """The estimator's input for a frame (grey 8-bit at the working scale); reuse it across pairs."""
@@ -53,6 +91,8 @@ class FlowEstimator:
         Inputs smaller than `MIN_SIDE` on a side (which OpenCV's estimators refuse) are padded by
         repeating their edges, and the flow is cropped back.
         """
+        if self.match_blur:
+            a, b = match_blur(a, b)
         h, w = a.shape[:2]
         if min(h, w) < MIN_SIDE:
             pad = lambda x: cv2.copyMakeBorder(x, 0, max(0, MIN_SIDE - h), 0, max(0, MIN_SIDE - w), cv2.BORDER_REPLICATE)  # noqa: E731
@@ -85,7 +125,7 @@ class FlowEstimator:
         return self.flow_prepared(self.prepare(a), self.prepare(b), a.shape[:2])
 
     def config(self) -> dict:
-        return {"name": self.name, "scale": self.scale, **self.params}
+        return {"name": self.name, "scale": self.scale, **self.params, **({"match_blur": True} if self.match_blur else {})}
 
     def __reduce__(self):
         """Pickled as its settings and rebuilt by the registry in the receiving process (the OpenCV estimator it
@@ -142,8 +182,9 @@ def list_flows() -> list[str]:
     return sorted(_FLOWS)
 
 
-def create_flow(name: str = "dis", **cfg) -> FlowEstimator:
-    """Build a flow estimator by name ("dis" default, "farneback") with its settings.
+def create_flow(name: str = "dis", match_blur: bool = False, **cfg) -> FlowEstimator:
+    """Build a flow estimator by name ("dis" default, "farneback") with its settings; `match_blur`
+    blurs the sharper image of each pair to the other's sharpness first (`match_blur`).
 
     Raises VidrestoreError for unknown names, bad settings, and the learned estimators of
     `LEARNED`, which are not implemented in this version.
@@ -156,9 +197,11 @@ def create_flow(name: str = "dis", **cfg) -> FlowEstimator:
     if name not in _FLOWS:
         raise VidrestoreError(f"unknown flow estimator {name!r}; choose one of {', '.join(_FLOWS)}")
     try:
-        return _FLOWS[name](**cfg)
+        estimator = _FLOWS[name](**cfg)
     except TypeError as err:
         raise VidrestoreError(f"bad settings for flow {name!r}: {err}") from None
+    estimator.match_blur = bool(match_blur)
+    return estimator
 
 
 def _from_config(config: dict) -> FlowEstimator:

@@ -121,6 +121,8 @@ class AnalysisSettings:
         align_scale: working scale of the flows that align the window, which DIS estimates
             down to that scale itself (pyramid level 0): 0.5 holds the field that the MEDIUM
             preset gives at full size, where it stops at half size and upsamples (`flow.create_flow`).
+        align_match_blur: that flow is estimated with the sharper frame of each pair blurred to the
+            other's sharpness (`flow.match_blur`): a blurry frame's neighbours then land where it is.
         align_reach: frames each way to which that flow is computed directly; further ones are
             reached by chaining (`VideoAnalysis.follow`). 4 matches the default window network's
             radius (`vidrestore.models.unet`), so its whole window is aligned directly.
@@ -145,13 +147,14 @@ class AnalysisSettings:
     flow_preset: str = "medium"
     label_scale: float = 0.5
     align_scale: float = 0.5
+    align_match_blur: bool = True
     align_reach: int = 4
     occlusion_slope: float = 0.8
     uncertainty_threshold: float = 0.5
     max_downscale: int = MAX_DOWNSCALE
 
-    def flow(self, scale: float, finest_level: int | None = None) -> FlowEstimator:
-        return create_flow("dis", scale=scale, preset=self.flow_preset, finest_level=finest_level)
+    def flow(self, scale: float, finest_level: int | None = None, match_blur: bool = False) -> FlowEstimator:
+        return create_flow("dis", match_blur, scale=scale, preset=self.flow_preset, finest_level=finest_level)
 
 
 def to_u8(rgb: np.ndarray) -> np.ndarray:
@@ -333,7 +336,7 @@ def analyze_frames(frames: Iterable[Frame], info: VideoInfo, folder: Path, setti
 
 def _decode_pass(frames: Iterable[Frame], info: VideoInfo, settings: AnalysisSettings, folder: Path, progress: bool) -> None:
     """Read the frames once: frames, sharpness, working-scale luma and the flows to the neighbours within the reach."""
-    label_flow, align_flow = settings.flow(settings.label_scale), settings.flow(settings.align_scale, finest_level=0)
+    label_flow, align_flow = settings.flow(settings.label_scale), settings.flow(settings.align_scale, 0, settings.align_match_blur)
     src, n = Path(info.path), info.frame_count
     if n < 2:
         raise VidrestoreError(f"self-supervised training needs at least 2 frames, not {n}", src)
