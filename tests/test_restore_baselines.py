@@ -67,6 +67,28 @@ def test_lucky_fusion_restores_a_blurry_frame_from_sharp_neighbours():
     assert np.array_equal(out[sharpest], video[sharpest])
 
 
+def test_lucky_aligns_with_blur_matched_flows_and_trusts_them(monkeypatch):
+    """Frames 2-4 of 7 are motion-blurred by 5 px, so frame 3's sharp neighbours lie two frames away. Its flow
+    to them is estimated with the sharper frame blurred to its sharpness first (`flow.match_blur`): with plain
+    DIS flows the result is 2.3 dB further from the truth here. The strength of 8 that such flows allow adds
+    0.8 dB over the 4 used with plain flows."""
+    from vidrestore.restoration import lucky
+
+    scene = _scene(1)
+    truth = [scene[10 + i: 138 + i, 10 + 2 * i: 202 + 2 * i].copy() for i in range(7)]
+    video = [_motion_blur(x, 5) if i in (2, 3, 4) else x for i, x in enumerate(truth)]
+    c = (slice(16, -16), slice(16, -16))
+
+    def restored(spec: str) -> float:
+        return psnr([f.rgb for f in apply_stage(create_stage(spec), _frames(video))][3][c], truth[3][c])
+
+    default, weaker = restored("lucky"), restored("lucky:strength=4")
+    plain_flow = lucky.create_flow
+    monkeypatch.setattr(lucky, "create_flow", lambda name, match_blur=False, **cfg: plain_flow(name, False, **cfg))
+    plain = restored("lucky")
+    assert default > weaker + 0.5 and default > plain + 1.5, (default, weaker, plain)
+
+
 def test_lucky_bad_options_and_cli(clip_factory, tmp_path):
     with pytest.raises(VidrestoreError, match="radius >= 1"):
         create_stage("lucky:radius=0")

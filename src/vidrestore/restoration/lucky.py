@@ -11,7 +11,8 @@ Laplacian variance measured at half resolution):
 
     w_j(p) = strength * (s_j / s_i - 1)^power * M_occ(p) * valid(p) * sens / (sens + |G(Y_j->i)(p) - G(Y_i)(p)|)
 
-where the neighbour is backward-warped (bicubic) onto frame i with flow i -> j, M_occ is the
+where the neighbour is backward-warped (bicubic) onto frame i with flow i -> j (estimated with the
+sharper frame of the pair blurred to the other's sharpness first, `flow.match_blur`), M_occ is the
 forward-backward occlusion mask, valid marks pixels warped from inside the frame, and the last
 factor is WeightingDeblurer's photometric agreement, computed on Gaussian-blurred luma so that
 the blur difference itself does not count as disagreement; a strong disagreement is first
@@ -25,7 +26,9 @@ Two departures from WeightingDeblurer, both chosen by measurement on synthetic h
 (the README's "Measured design choices" gives the figures): it weights by the plain ratio
 s_j / s_i, but a neighbour only as sharp as the frame brings nothing except its misalignment,
 hence s_j / s_i - 1; and sharpness at full resolution also counts pixel-level texture and noise
-that warping cannot carry over, hence half resolution.
+that warping cannot carry over, hence half resolution. The strength (8) was chosen with the
+blur-matched flows, which align a sharper neighbour closely enough to trust it more than the
+plain flows did (4 before; README, "Deblurring").
 
 Fusion helps only where neighbours can be aligned: on a clip whose consecutive frames differ
 more than the blur does it loses on blurry frames; the default benchmark suite leaves such a clip out.
@@ -56,7 +59,7 @@ class LuckyFusion(Stage):
 
     name = "lucky"
 
-    def __init__(self, radius: int = 3, power: float = 3.0, strength: float = 4.0, sensitivity: float = 0.01,
+    def __init__(self, radius: int = 3, power: float = 3.0, strength: float = 8.0, sensitivity: float = 0.01,
                  compare_sigma: float = 1.5, flow_preset: str = "medium"):
         if radius < 1 or power < 0 or strength < 0 or sensitivity <= 0 or compare_sigma <= 0:
             raise VidrestoreError(
@@ -67,7 +70,7 @@ class LuckyFusion(Stage):
         self.power, self.strength = float(power), float(strength)
         self.sensitivity, self.compare_sigma = float(sensitivity), float(compare_sigma)
         self.flow_preset = flow_preset
-        self.flow = create_flow("dis", preset=flow_preset)
+        self.flow = create_flow("dis", True, preset=flow_preset)
 
     def config(self) -> dict:
         return {"radius": self.radius, "power": self.power, "strength": self.strength, "sensitivity": self.sensitivity,
@@ -101,6 +104,6 @@ class LuckyFusion(Stage):
 
 
 @register_stage("lucky")
-def _lucky(radius: int = 3, power: float = 3.0, strength: float = 4.0, sensitivity: float = 0.01,
+def _lucky(radius: int = 3, power: float = 3.0, strength: float = 8.0, sensitivity: float = 0.01,
            compare_sigma: float = 1.5, flow_preset: str = "medium") -> LuckyFusion:
     return LuckyFusion(radius, power, strength, sensitivity, compare_sigma, flow_preset)
